@@ -1,0 +1,134 @@
+//! Per-backend state that outlives config snapshots.
+//!
+//! A `Backend` is keyed by (pool, addr as written). The snapshot holds an
+//! `Arc` to it, and a reload that keeps the backend reuses the same `Arc`, so
+//! in-flight counts, the latency estimate and pooled connections carry over.
+//! Nothing here stores config: thresholds and decay come in as arguments.
+
+pub mod latency;
+pub mod upstream;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Time constant of the latency estimate's decay (Finagle and linkerd use 10 s).
+pub const LATENCY_DECAY: Duration = Duration::from_secs(10);
+
+pub struct Backend {
+    pub pool: Arc<str>,
+    pub addr: Arc<str>,
+    in_flight: AtomicU64,
+    latency: latency::PeakEwma,
+    pub upstream: upstream::Upstream,
+    /// Origin of this backend's nanosecond clock for the latency estimate.
+    epoch: Instant,
+}
+
+impl Backend {
+    pub fn new(pool: &str, addr: &str, connect_timeout: Duration) -> Backend {
+        Backend {
+            pool: pool.into(),
+            addr: addr.into(),
+            in_flight: AtomicU64::new(0),
+            latency: latency::PeakEwma::default(),
+            upstream: upstream::Upstream::new(connect_timeout),
+            epoch: Instant::now(),
+        }
+    }
+
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// The decayed latency estimate in nanoseconds.
+    pub fn latency_ns(&self) -> f64 {
+        self.latency
+            .current(self.now_ns(), LATENCY_DECAY.as_nanos() as f64)
+    }
+
+    /// Peak-EWMA load: latency x (in-flight + 1), as tower's `PeakEwma`.
+    pub fn load_cost(&self) -> f64 {
+        // Floor at 1 ns so that backends with no sample yet (estimate 0)
+        // are still ordered by their in-flight requests.
+        let latency = self.latency_ns().max(1.0);
+        latency * (self.in_flight() + 1) as f64
+    }
+
+    pub fn observe_latency(&self, rtt: Duration) {
+        self.latency.observe(
+            rtt.as_nanos() as u64,
+            self.now_ns(),
+            LATENCY_DECAY.as_nanos() as f64,
+        );
+    }
+
+    /// Like `lease`, but refuses when `max` requests (0 = unlimited) are in
+    /// flight already: the per-backend bulkhead. Exact under concurrency.
+    pub fn try_lease(self: &Arc<Self>, max: u32) -> Option<Lease> {
+        if max == 0 {
+            return Some(self.lease());
+        }
+        let mut current = self.in_flight.load(Ordering::Relaxed);
+        loop {
+            if current >= max as u64 {
+                return None;
+            }
+            match self.in_flight.compare_exchange_weak(
+                current,
+                current + 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    return Some(Lease {
+                        backend: self.clone(),
+                        start: Instant::now(),
+                    })
+                }
+                Err(now) => current = now,
+            }
+        }
+    }
+
+    /// Counts one request in flight until the returned lease drops.
+    pub fn lease(self: &Arc<Self>) -> Lease {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        Lease {
+            backend: self.clone(),
+            start: Instant::now(),
+        }
+    }
+}
+
+/// One request's hold on a backend: counted in flight from creation until it
+/// drops, so no early return, error or cancelled future leaks a slot.
+pub struct Lease {
+    backend: Arc<Backend>,
+    start: Instant,
+}
+
+impl Lease {
+    pub fn backend(&self) -> &Arc<Backend> {
+        &self.backend
+    }
+
+    /// Records the time from the start of the lease until now (the response
+    /// head, or a failure) as a latency sample.
+    pub fn observe(&self) -> Duration {
+        let rtt = self.start.elapsed();
+        self.backend.observe_latency(rtt);
+        rtt
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.backend.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,193 @@
+//! sluice: an edge reverse proxy and HTTP load balancer.
+//!
+//! `Sluice::start` takes a validated `Config`, binds its listeners and
+//! serves; `reload` swaps in a new config without dropping anything;
+//! `shutdown` drains. The binary (`main.rs`) adds the command line, logging
+//! and signals; tests drive the same entry points.
+
+#![forbid(unsafe_code)]
+
+pub mod accesslog;
+pub mod backend;
+pub mod balance;
+pub mod config;
+pub mod demo;
+pub mod logging;
+pub mod proxy;
+pub mod reload;
+pub mod route;
+pub mod runtime;
+pub mod server;
+
+use config::Config;
+use runtime::{Shared, Snapshot};
+use server::Listener;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A listener that could not be bound.
+#[derive(Debug)]
+pub struct BindError {
+    pub listener: String,
+    pub addr: SocketAddr,
+    pub source: std::io::Error,
+}
+
+impl std::fmt::Display for BindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "listener {:?}: cannot bind {}: {}",
+            self.listener, self.addr, self.source
+        )
+    }
+}
+
+impl std::error::Error for BindError {}
+
+/// A running sluice.
+pub struct Sluice {
+    shared: Arc<Shared>,
+    listeners: tokio::sync::Mutex<Vec<Listener>>,
+}
+
+impl Sluice {
+    /// Binds every listener of `config` and starts serving.
+    pub async fn start(config: Config) -> Result<Sluice, BindError> {
+        let mut bound = Vec::new();
+        for l in &config.listeners {
+            let socket = server::bind(l.bind).map_err(|source| BindError {
+                listener: l.name.clone(),
+                addr: l.bind,
+                source,
+            })?;
+            bound.push((l.name.clone(), l.bind, socket));
+        }
+        let shared = Arc::new(Shared::new(Snapshot::build(config, None)));
+        let mut listeners = Vec::new();
+        for (name, bind, socket) in bound {
+            let l = Listener::spawn(&name, bind, socket, shared.clone()).map_err(|source| {
+                BindError {
+                    listener: name.clone(),
+                    addr: bind,
+                    source,
+                }
+            })?;
+            tracing::info!(listener = %name, addr = %l.local_addr, "listening");
+            listeners.push(l);
+        }
+        Ok(Sluice {
+            shared,
+            listeners: tokio::sync::Mutex::new(listeners),
+        })
+    }
+
+    /// The address a listener is bound to (useful with port 0).
+    pub async fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.listeners
+            .lock()
+            .await
+            .iter()
+            .find(|l| l.name == name)
+            .map(|l| l.local_addr)
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Stops accepting on every listener and lets requests in flight finish
+    /// for up to `grace`. Returns whether everything drained in time.
+    pub async fn shutdown(&self, grace: Duration) -> bool {
+        self.shared.set_draining();
+        let listeners: Vec<Listener> = std::mem::take(&mut *self.listeners.lock().await);
+        let drains = futures_join_all(listeners.into_iter().map(|l| l.drain()));
+        tokio::time::timeout(grace, drains).await.is_ok()
+    }
+}
+
+/// Awaits every future (a tiny join_all: one task each, joined in order).
+async fn futures_join_all<F>(futures: impl Iterator<Item = F>)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    for h in handles {
+        if let Err(e) = h.await {
+            tracing::error!(error = %e, "drain task failed");
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn wait_for_shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
+            }
+        }
+        _ => {
+            // Without signal handlers, Ctrl-C through tokio still works.
+            if let Err(e) = tokio::signal::ctrl_c().await {
+                tracing::error!(error = %e, "cannot wait for a signal");
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+/// The signal loop of the binary: SIGHUP reloads `path`; SIGTERM and SIGINT
+/// drain for up to `grace` and return.
+pub async fn serve_signals(sluice: &Sluice, path: &std::path::Path, grace: Duration) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGHUP; reload disabled");
+            None
+        }
+    };
+    let shutdown = wait_for_shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => None } } => {
+                let path = path.to_path_buf();
+                let loaded = tokio::task::spawn_blocking(move || Config::load(&path)).await;
+                match loaded {
+                    Ok(Ok(config)) => match sluice.reload(config).await {
+                        Ok(()) => tracing::info!("config reloaded"),
+                        Err(e) => tracing::error!(error = %e, "reload failed; the old config keeps serving"),
+                    },
+                    Ok(Err(errors)) => {
+                        for e in &errors.0 {
+                            tracing::error!(error = %e, "invalid config; the old config keeps serving");
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "reload task failed"),
+                }
+            }
+        }
+    }
+    let grace = sluice
+        .shared()
+        .snapshot()
+        .config
+        .runtime
+        .shutdown_grace
+        .max(grace);
+    tracing::info!(grace_ms = grace.as_millis() as u64, "draining");
+    if sluice.shutdown(grace).await {
+        tracing::info!("drained, exiting");
+    } else {
+        tracing::warn!("shutdown grace elapsed with requests still in flight; exiting");
+    }
+}

@@ -1,0 +1,125 @@
+//! The `sluice` binary: command line -> config -> logging -> runtime -> run.
+
+use clap::{Parser, Subcommand};
+use sluice::config::Config;
+use sluice::Sluice;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "An edge reverse proxy and HTTP load balancer"
+)]
+struct Cli {
+    /// The config file.
+    #[arg(
+        long,
+        short = 'c',
+        value_name = "FILE",
+        default_value = "config/sluice.toml"
+    )]
+    config: PathBuf,
+    /// Validate the config (and its certificate files) and exit.
+    #[arg(long)]
+    check: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start three local demo backends and a proxy in front of them.
+    Demo {
+        /// Where the demo proxy listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Where the demo's admin listener listens.
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        admin: SocketAddr,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Demo { listen, admin }) => demo(listen, admin),
+        None if cli.check => check(&cli.config),
+        None => run(&cli.config),
+    }
+}
+
+fn check(path: &Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(config) => {
+            println!("{}: {}", path.display(), config.summary());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                println!("{}: {e}", path.display());
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if worker_threads > 0 {
+        b.worker_threads(worker_threads);
+    }
+    b.enable_all().build()
+}
+
+fn demo(listen: SocketAddr, admin: SocketAddr) -> ExitCode {
+    let rt = match runtime(0) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sluice: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(sluice::demo::run(listen, admin)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sluice demo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(path: &Path) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{}: {e}", path.display());
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    sluice::logging::init(&config.log);
+    let rt = match runtime(config.runtime.worker_threads) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sluice: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let grace = config.runtime.shutdown_grace;
+        let sluice = match Sluice::start(config).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start");
+                eprintln!("sluice: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        sluice::serve_signals(&sluice, path, grace).await;
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,200 @@
+//! Body types of the proxy: what goes to a backend and what goes back to the
+//! client. Both stream: nothing is buffered whole.
+//!
+//! `ResponseBody` carries the request's `Completion`, which runs when hyper
+//! drops the body (after the last byte is written, or on abort): it ends the
+//! backend lease (in-flight count), tells the connection the request is
+//! over (its idle timer starts) and writes the access log line with the
+//! bytes actually sent.
+
+use crate::backend::Lease;
+use crate::server::ConnInfo;
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::time::Instant;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A request body on its way to a backend.
+pub enum RequestBody {
+    Empty,
+    /// A body held whole (small enough to keep for a retry).
+    Full(Option<Bytes>),
+    Stream(Incoming),
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            RequestBody::Empty => Poll::Ready(None),
+            RequestBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            RequestBody::Stream(s) => Pin::new(s).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Empty => true,
+            RequestBody::Full(b) => b.is_none(),
+            RequestBody::Stream(s) => s.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Empty => SizeHint::with_exact(0),
+            RequestBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            RequestBody::Stream(s) => s.size_hint(),
+        }
+    }
+}
+
+/// What the access log line says about one request, filled in along the way.
+#[derive(Default)]
+pub struct AccessRecord {
+    pub request_id: String,
+    pub method: String,
+    pub host: String,
+    pub path: String,
+    pub route: Option<Arc<str>>,
+    pub pool: Option<Arc<str>>,
+    pub backend: Option<Arc<str>>,
+    pub client: String,
+    pub status: u16,
+    pub attempts: u32,
+}
+
+/// Runs when the response is done (see module doc).
+pub struct Completion {
+    pub conn: Arc<ConnInfo>,
+    pub lease: Option<Lease>,
+    pub record: Option<Box<AccessRecord>>,
+    pub start: Instant,
+    pub bytes: u64,
+    pub aborted: bool,
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        self.lease.take();
+        if let Some(record) = self.record.take() {
+            crate::accesslog::write(
+                &self.conn,
+                &record,
+                self.bytes,
+                self.start.elapsed(),
+                self.aborted,
+            );
+        }
+        self.conn.request_finished();
+    }
+}
+
+enum Inner {
+    Full(Option<Bytes>),
+    Stream(Incoming),
+}
+
+/// A response body on its way to the client.
+pub struct ResponseBody {
+    inner: Inner,
+    done: Option<Completion>,
+}
+
+impl ResponseBody {
+    pub fn full(b: impl Into<Bytes>) -> ResponseBody {
+        ResponseBody {
+            inner: Inner::Full(Some(b.into())),
+            done: None,
+        }
+    }
+
+    pub fn stream(b: Incoming) -> ResponseBody {
+        ResponseBody {
+            inner: Inner::Stream(b),
+            done: None,
+        }
+    }
+
+    pub fn empty() -> ResponseBody {
+        ResponseBody {
+            inner: Inner::Full(None),
+            done: None,
+        }
+    }
+
+    pub fn set_completion(&mut self, done: Completion) {
+        self.done = Some(done);
+    }
+
+    fn finish(&mut self, aborted: bool) {
+        if let Some(d) = self.done.as_mut() {
+            d.aborted = aborted;
+        }
+        self.done.take();
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let polled = match &mut this.inner {
+            Inner::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Inner::Stream(s) => Pin::new(s).poll_frame(cx).map_err(BoxError::from),
+        };
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(d)) = (frame.data_ref(), this.done.as_mut()) {
+                    d.bytes += data.len() as u64;
+                }
+            }
+            // The backend broke off mid-body: hyper aborts the client's
+            // connection instead of passing a truncated body as complete.
+            Poll::Ready(Some(Err(_))) => this.finish(true),
+            Poll::Ready(None) => this.finish(false),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Full(b) => b.is_none(),
+            Inner::Stream(s) => s.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Inner::Stream(s) => s.size_hint(),
+        }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        // Dropped before its end (client went away, or hyper aborted). A
+        // full body hyper never polled is a HEAD or 304 answer, not an abort.
+        let unfinished = matches!(&self.inner, Inner::Stream(s) if !s.is_end_stream());
+        if let Some(d) = self.done.as_mut() {
+            d.aborted |= unfinished;
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! Listeners: bind, accept, and serve each client connection with hyper
+//! (HTTP/1.1 with keep-alive and HTTP/2 by prior knowledge on one port).
+//!
+//! The accept loop follows hyper-util's graceful-server example: accept
+//! errors back off and continue (running out of file descriptors must not
+//! end the listener), every connection is watched for graceful shutdown,
+//! and stopping a listener closes its socket first, then drains.
+
+pub mod io;
+
+use crate::runtime::Shared;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+
+/// One client connection, as the request path and the I/O wrapper see it.
+pub struct ConnInfo {
+    pub listener: Arc<str>,
+    pub peer: SocketAddr,
+    pub tls: bool,
+    pub shared: Arc<Shared>,
+    in_progress: AtomicU32,
+    /// Bumped whenever the last request in progress ends.
+    idle_epoch: AtomicU64,
+}
+
+impl ConnInfo {
+    pub fn new(listener: Arc<str>, peer: SocketAddr, tls: bool, shared: Arc<Shared>) -> ConnInfo {
+        ConnInfo {
+            listener,
+            peer,
+            tls,
+            shared,
+            in_progress: AtomicU32::new(0),
+            idle_epoch: AtomicU64::new(0),
+        }
+    }
+
+    pub fn request_started(&self) {
+        self.in_progress.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn request_finished(&self) {
+        if self.in_progress.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle_epoch.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    pub fn requests_in_progress(&self) -> u32 {
+        self.in_progress.load(Ordering::Acquire)
+    }
+
+    pub fn idle_epoch(&self) -> u64 {
+        self.idle_epoch.load(Ordering::Acquire)
+    }
+
+    pub fn rejected(&self, status: u16, request_id: &str) {
+        crate::accesslog::rejected(self, status, request_id);
+    }
+}
+
+/// Binds a listening socket the way a server should: SO_REUSEADDR (a
+/// restart does not wait out TIME_WAIT), non-blocking, a deep backlog (where
+/// connections over max_connections wait).
+pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
+}
+
+/// A running listener.
+pub struct Listener {
+    pub name: String,
+    /// The address as configured (port 0 stays 0 here).
+    pub bind: SocketAddr,
+    /// The address actually bound.
+    pub local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Listener {
+    /// Starts accepting on an already bound socket.
+    pub fn spawn(
+        name: &str,
+        bind: SocketAddr,
+        socket: std::net::TcpListener,
+        shared: Arc<Shared>,
+    ) -> std::io::Result<Listener> {
+        let listener = TcpListener::from_std(socket)?;
+        let local_addr = listener.local_addr()?;
+        let (stop, stopped) = watch::channel(false);
+        let name_arc: Arc<str> = name.into();
+        let task = tokio::spawn(accept_loop(listener, name_arc, shared, stopped));
+        Ok(Listener {
+            name: name.to_string(),
+            bind,
+            local_addr,
+            stop,
+            task,
+        })
+    }
+
+    /// Stops accepting (the socket closes at once) and drains: idle
+    /// connections close, requests in flight finish. Resolves when every
+    /// connection is gone.
+    pub async fn drain(self) {
+        self.stop.send_replace(true);
+        if let Err(e) = self.task.await {
+            tracing::error!(listener = %self.name, error = %e, "listener task failed");
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    name: Arc<str>,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let graceful = GracefulShutdown::new();
+    let max_connections = shared.snapshot().listener(&name).config.max_connections;
+    let limit = Arc::new(Semaphore::new(max_connections));
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        // Over max_connections, stop accepting: new connections wait in the
+        // kernel's backlog instead of being accepted and starved.
+        let permit = tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            permit = limit.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let accepted = tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff = Duration::from_millis(5);
+                let watcher = graceful.watcher();
+                tokio::spawn(serve(
+                    stream,
+                    peer,
+                    name.clone(),
+                    shared.clone(),
+                    watcher,
+                    permit,
+                ));
+            }
+            Err(e) if is_connection_error(&e) => {}
+            Err(e) => {
+                // EMFILE/ENFILE/ENOBUFS: wait for resources to free up,
+                // never exit and never spin.
+                tracing::warn!(listener = %name, error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// Errors of one connection that died in the backlog; the listener is fine.
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
+}
+
+async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: Arc<str>,
+    shared: Arc<Shared>,
+    watcher: Watcher,
+    _permit: OwnedSemaphorePermit,
+) {
+    // Small proxied responses must not wait for Nagle.
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "set_nodelay failed");
+    }
+    let config = shared.snapshot().listener(&listener).config.clone();
+    let limits = io::Limits {
+        header_read_timeout: config.header_read_timeout,
+        idle_timeout: config.idle_timeout,
+        max_header_bytes: config.max_header_bytes,
+    };
+    let info = Arc::new(ConnInfo::new(listener, peer, false, shared));
+    let io = TokioIo::new(io::ConnIo::new(stream, info.clone(), limits, false));
+    let builder = connection_builder(&config);
+    let service = service_fn(move |req| crate::proxy::handle(req, info.clone()));
+    let conn = builder.serve_connection_with_upgrades(io, service);
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// hyper settings for client connections.
+fn connection_builder(config: &crate::config::ListenerConfig) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        // Head timing is ConnIo's job (it answers 408; hyper would just close).
+        .header_read_timeout(None)
+        // ConnIo enforces max_header_bytes exactly; hyper's buffer limit
+        // (at least 8 KiB) only has to stay out of its way.
+        .max_buf_size((config.max_header_bytes * 2).max(16 * 1024));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256)
+        .max_header_list_size(config.max_header_bytes as u32)
+        // Rapid-reset guard: a client that opens and resets streams faster
+        // than they are served is cut off.
+        .max_pending_accept_reset_streams(Some(64))
+        .max_local_error_reset_streams(Some(256));
+    builder
+}
