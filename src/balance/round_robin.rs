@@ -43,9 +43,9 @@ impl SmoothWeighted {
         }
         SmoothWeighted {
             schedule,
-            // Start at a random place so that several sluice processes (or a
-            // fresh snapshot after reload) do not all hit the first backend.
-            next: AtomicUsize::new(fastrand::usize(..total.max(1) as usize)),
+            // From the start of the sequence, as nginx: the order is
+            // predictable (3:1 is A A B A from the first request).
+            next: AtomicUsize::new(0),
         }
     }
 }
@@ -79,7 +79,6 @@ mod tests {
     fn sequence(weights: &[u32], n: usize, usable: &dyn Fn(usize) -> bool) -> Vec<usize> {
         let m = members(weights);
         let rr = SmoothWeighted::new(&m);
-        rr.next.store(0, Ordering::Relaxed);
         (0..n).map(|_| rr.pick(&m, None, usable).unwrap()).collect()
     }
 

@@ -288,6 +288,19 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for ConnIo<T> {
                         _ => {}
                     }
                 }
+                let waiting_for = match this.phase {
+                    Phase::InRequest { epoch } => Some(epoch),
+                    _ if this.h2 && !this.armed => Some(this.armed_epoch),
+                    _ => None,
+                };
+                if let Some(epoch) = waiting_for {
+                    this.info.wake_when_idle(cx.waker());
+                    // The request may have ended between the check above and
+                    // the registration: look again rather than sleep forever.
+                    if this.info.idle_epoch() != epoch && this.info.requests_in_progress() == 0 {
+                        cx.waker().wake_by_ref();
+                    }
+                }
                 Poll::Pending
             }
         }

@@ -15,7 +15,8 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::task::Waker;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
@@ -30,6 +31,10 @@ pub struct ConnInfo {
     in_progress: AtomicU32,
     /// Bumped whenever the last request in progress ends.
     idle_epoch: AtomicU64,
+    /// The connection task's waker while its reader waits for a request to
+    /// end: hyper may not poll the read side again by itself, and the idle
+    /// timer has to be armed when the connection goes idle.
+    idle_waker: Mutex<Option<Waker>>,
 }
 
 impl ConnInfo {
@@ -41,6 +46,7 @@ impl ConnInfo {
             shared,
             in_progress: AtomicU32::new(0),
             idle_epoch: AtomicU64::new(0),
+            idle_waker: Mutex::new(None),
         }
     }
 
@@ -51,6 +57,20 @@ impl ConnInfo {
     pub fn request_finished(&self) {
         if self.in_progress.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.idle_epoch.fetch_add(1, Ordering::AcqRel);
+            let waker = self.idle_waker.lock().map(|mut w| w.take()).unwrap_or(None);
+            if let Some(w) = waker {
+                w.wake();
+            }
+        }
+    }
+
+    /// Asks to be woken when the last request in progress ends.
+    pub fn wake_when_idle(&self, waker: &Waker) {
+        if let Ok(mut slot) = self.idle_waker.lock() {
+            match slot.as_ref() {
+                Some(w) if w.will_wake(waker) => {}
+                _ => *slot = Some(waker.clone()),
+            }
         }
     }
 
