@@ -44,6 +44,7 @@ async fn least_connections_avoids_the_busy_backend() {
     a.set_hang(true);
     // Park one request on A (the first pick is a coin flip between two idle
     // backends, so send until one lands there).
+    #[allow(clippy::async_yields_async)]
     let parked = within(10, async {
         loop {
             let c = client();

@@ -265,7 +265,17 @@ impl Config {
                     push_segment(&mut acc, seg);
                     acc
                 });
-                let msg = e.into_inner().message().trim().to_string();
+                let inner = e.into_inner();
+                let msg = inner.message().trim().replace('\n', "; ");
+                let msg = match inner.span() {
+                    Some(span) => {
+                        let before = &text[..span.start.min(text.len())];
+                        let line = before.matches('\n').count() + 1;
+                        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                        format!("line {line}, column {column}: {msg}")
+                    }
+                    None => msg,
+                };
                 return Err(ConfigErrors::one(path, msg));
             }
         };

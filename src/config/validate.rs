@@ -226,6 +226,13 @@ fn validate_listeners(
                 certificates.push(CertificateConfig { cert, key });
             }
         }
+        if !certificates.is_empty() {
+            // Refuse rather than serve plaintext on a port meant for TLS.
+            e.push(
+                format!("{p}.certificates"),
+                "TLS termination is not available in this version of sluice",
+            );
+        }
         out.push(ListenerConfig {
             name,
             bind,

@@ -311,3 +311,89 @@ pub async fn dead_addr() -> SocketAddr {
     drop(l);
     a
 }
+
+/// A free port on 127.0.0.1 (bound, then released; for tests that must
+/// write a fixed port into a config file for the binary).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The sluice binary as a child process, killed when dropped.
+pub struct Child(pub std::process::Child);
+
+impl Child {
+    pub fn spawn(args: &[&str]) -> Child {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("sluice binary starts");
+        Child(child)
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &self.0.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Waits up to `secs` for the process to exit and returns its code.
+    pub async fn wait_exit(&mut self, secs: u64) -> Option<i32> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(std::time::Instant::now() < deadline, "sluice did not exit within {secs} s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `addr` until a GET answers (any status), up to `secs`.
+pub async fn wait_until_serving(addr: SocketAddr, path: &str, secs: u64) -> Got {
+    let c = client();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let req = Request::get(format!("http://{addr}{path}")).body(Full::new(Bytes::new())).unwrap();
+        if let Ok(Ok(resp)) = tokio::time::timeout(Duration::from_secs(2), c.request(req)).await {
+            let (parts, body) = resp.into_parts();
+            let bytes = within(10, body.collect()).await.unwrap().to_bytes();
+            return Got {
+                status: parts.status.as_u16(),
+                headers: parts.headers,
+                body: String::from_utf8_lossy(&bytes).into_owned(),
+                version: parts.version,
+            };
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{addr} not serving within {secs} s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Writes `text` to a fresh file in a per-test temporary directory.
+pub fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("sluice-test-{}-{}", std::process::id(), fastrand_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn fastrand_suffix() -> u64 {
+    use std::sync::atomic::AtomicU64;
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::SeqCst)
+}

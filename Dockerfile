@@ -1,0 +1,22 @@
+# syntax=docker/dockerfile:1
+# Build: docker build -t sluice .
+# Run:   docker run -p 8080:8080 -v $PWD/config/sluice.toml:/etc/sluice/sluice.toml sluice
+# (In a container, set [admin] bind = "0.0.0.0:9901" to reach the admin
+# listener from outside, and publish it only on a private interface.)
+
+FROM rust:1-slim-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+RUN cargo build --release --locked && strip target/release/sluice
+
+FROM debian:bookworm-slim
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin sluice \
+ && mkdir -p /etc/sluice
+COPY --from=build /src/target/release/sluice /usr/local/bin/sluice
+COPY config/sluice.toml /etc/sluice/sluice.toml
+USER sluice
+EXPOSE 8080 9901
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/local/bin/sluice"]
+CMD ["--config", "/etc/sluice/sluice.toml"]
