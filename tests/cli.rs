@@ -5,8 +5,12 @@ use std::process::Command;
 use support::*;
 
 fn sluice_cmd(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice")).args(args).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.code().unwrap_or(-1), text)
 }
 
@@ -16,7 +20,10 @@ fn check_accepts_the_example_config() {
     let (code, out) = sluice_cmd(&["--check", "--config", example]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(out.lines().count(), 1, "one-line summary expected: {out}");
-    assert!(out.contains("config ok: 1 listener(s), 2 route(s), 2 pool(s), 4 backend(s)"), "{out}");
+    assert!(
+        out.contains("config ok: 1 listener(s), 2 route(s), 2 pool(s), 4 backend(s)"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -58,7 +65,10 @@ backends = [{ addr = "127.0.0.1:9001" }, { addr = "10.0.0.1" }, { addr = "127.0.
     let syntax = temp_file("syntax.toml", "[[listener]\nname = 1\n");
     let (code, out) = sluice_cmd(&["--check", "--config", syntax.to_str().unwrap()]);
     assert_eq!(code, 1);
-    assert!(out.contains("line 1"), "a syntax error names its line: {out}");
+    assert!(
+        out.contains("line 1"),
+        "a syntax error names its line: {out}"
+    );
 }
 
 #[test]
@@ -86,10 +96,17 @@ async fn demo_serves_and_stops_on_sigterm() {
     let mut bodies = std::collections::HashSet::new();
     for _ in 0..30 {
         let got = get(&c, addr, "localhost", "/").await;
-        assert!(got.status == 200 || got.status == 500 || got.status == 429 || got.status == 503, "{}", got.status);
+        assert!(
+            got.status == 200 || got.status == 500 || got.status == 429 || got.status == 503,
+            "{}",
+            got.status
+        );
         bodies.insert(got.body.split(' ').take(4).collect::<Vec<_>>().join(" "));
     }
-    assert!(bodies.len() >= 2, "the demo should spread traffic: {bodies:?}");
+    assert!(
+        bodies.len() >= 2,
+        "the demo should spread traffic: {bodies:?}"
+    );
     child.signal("TERM");
     assert_eq!(child.wait_exit(15).await, Some(0));
 }

@@ -28,7 +28,11 @@ async fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
     eventually(10, || b.requests() > before).await;
     child.signal("TERM");
     let got = within(10, slow).await.unwrap();
-    assert_eq!(got.status, 200, "the in-flight request must finish: {}", got.body);
+    assert_eq!(
+        got.status, 200,
+        "the in-flight request must finish: {}",
+        got.body
+    );
     assert_eq!(got.body, "slow");
     assert_eq!(child.wait_exit(10).await, Some(0));
     // And the port is closed.

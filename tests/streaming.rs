@@ -25,14 +25,18 @@ async fn half_a_gibibyte_up_and_down_with_flat_memory() {
     let s = sluice(&config("round_robin", &[(&b, 1)], "")).await;
     let addr = addr(&s, "public").await;
     let c: hyper_util::client::legacy::Client<_, Repeat> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
     let before = peak_rss_kib();
 
     // Upload: the backend echoes the body back as it arrives, so the bytes
     // stream both ways at once.
     let req = http::Request::post(format!("http://{addr}/echo"))
         .header("host", "a")
-        .body(Repeat { left: TOTAL, chunk: Bytes::from(vec![b'u'; 256 * 1024]) })
+        .body(Repeat {
+            left: TOTAL,
+            chunk: Bytes::from(vec![b'u'; 256 * 1024]),
+        })
         .unwrap();
     let resp = within(120, c.request(req)).await.unwrap();
     assert_eq!(resp.status(), 200);
@@ -47,12 +51,18 @@ async fn half_a_gibibyte_up_and_down_with_flat_memory() {
     assert_eq!(got, TOTAL);
 
     // Download only.
-    let resp = within(30, c.request(
-        http::Request::get(format!("http://{addr}/bytes/{TOTAL}"))
-            .header("host", "a")
-            .body(Repeat { left: 0, chunk: Bytes::new() })
-            .unwrap(),
-    ))
+    let resp = within(
+        30,
+        c.request(
+            http::Request::get(format!("http://{addr}/bytes/{TOTAL}"))
+                .header("host", "a")
+                .body(Repeat {
+                    left: 0,
+                    chunk: Bytes::new(),
+                })
+                .unwrap(),
+        ),
+    )
     .await
     .unwrap();
     assert_eq!(resp.headers()["content-length"], TOTAL.to_string());
@@ -68,5 +78,8 @@ async fn half_a_gibibyte_up_and_down_with_flat_memory() {
 
     let grown_mib = (peak_rss_kib() - before) / 1024;
     // Client, sluice and backend all live in this process; 1 GiB moved.
-    assert!(grown_mib < 64, "peak RSS grew by {grown_mib} MiB moving 1 GiB");
+    assert!(
+        grown_mib < 64,
+        "peak RSS grew by {grown_mib} MiB moving 1 GiB"
+    );
 }

@@ -315,7 +315,11 @@ pub async fn dead_addr() -> SocketAddr {
 /// A free port on 127.0.0.1 (bound, then released; for tests that must
 /// write a fixed port into a config file for the binary).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The sluice binary as a child process, killed when dropped.
@@ -349,7 +353,10 @@ impl Child {
             if let Some(status) = self.0.try_wait().unwrap() {
                 return status.code();
             }
-            assert!(std::time::Instant::now() < deadline, "sluice did not exit within {secs} s");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sluice did not exit within {secs} s"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -367,7 +374,9 @@ pub async fn wait_until_serving(addr: SocketAddr, path: &str, secs: u64) -> Got 
     let c = client();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     loop {
-        let req = Request::get(format!("http://{addr}{path}")).body(Full::new(Bytes::new())).unwrap();
+        let req = Request::get(format!("http://{addr}{path}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
         if let Ok(Ok(resp)) = tokio::time::timeout(Duration::from_secs(2), c.request(req)).await {
             let (parts, body) = resp.into_parts();
             let bytes = within(10, body.collect()).await.unwrap().to_bytes();
@@ -378,14 +387,21 @@ pub async fn wait_until_serving(addr: SocketAddr, path: &str, secs: u64) -> Got 
                 version: parts.version,
             };
         }
-        assert!(tokio::time::Instant::now() < deadline, "{addr} not serving within {secs} s");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{addr} not serving within {secs} s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 /// Writes `text` to a fresh file in a per-test temporary directory.
 pub fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("sluice-test-{}-{}", std::process::id(), fastrand_suffix()));
+    let dir = std::env::temp_dir().join(format!(
+        "sluice-test-{}-{}",
+        std::process::id(),
+        fastrand_suffix()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();

@@ -1,0 +1,184 @@
+//! Token buckets: per backend (`pool.*.rate_limit`) and per client IP
+//! (`route.rate_limit`), with the client table bounded in memory.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// A token bucket: `burst` tokens at most, refilled at `rate` per second.
+/// Pure; time and settings are passed in.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenBucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    pub fn full(burst: u32, now: Instant) -> TokenBucket {
+        TokenBucket {
+            tokens: burst as f64,
+            last: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant, rate: f64, burst: u32) {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(burst as f64);
+        self.last = now;
+    }
+
+    /// Whether a token is there now (no change to the bucket's count).
+    pub fn has_token(&self, now: Instant, rate: f64, burst: u32) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        (self.tokens + elapsed * rate).min(burst as f64) >= 1.0
+    }
+
+    /// Takes one token, or says how long until one is there.
+    pub fn try_take(&mut self, now: Instant, rate: f64, burst: u32) -> Result<(), Duration> {
+        self.refill(now, rate, burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / rate))
+        }
+    }
+
+    /// Whether the bucket is full: such an entry is the same as no entry.
+    fn is_full(&self, now: Instant, rate: f64, burst: u32) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens + elapsed * rate >= burst as f64
+    }
+}
+
+/// A backend's bucket behind a lock (one per backend, so uncontended).
+#[derive(Debug)]
+pub struct SharedBucket(Mutex<Option<TokenBucket>>);
+
+impl Default for SharedBucket {
+    fn default() -> Self {
+        SharedBucket(Mutex::new(None))
+    }
+}
+
+impl SharedBucket {
+    fn with<T>(&self, now: Instant, burst: u32, f: impl FnOnce(&mut TokenBucket) -> T) -> T {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        f(g.get_or_insert_with(|| TokenBucket::full(burst, now)))
+    }
+
+    pub fn has_token(&self, now: Instant, rate: f64, burst: u32) -> bool {
+        self.with(now, burst, |b| b.has_token(now, rate, burst))
+    }
+
+    pub fn try_take(&self, now: Instant, rate: f64, burst: u32) -> Result<(), Duration> {
+        self.with(now, burst, |b| b.try_take(now, rate, burst))
+    }
+}
+
+/// Most client IPs a route's limiter tracks at once. At roughly 64 bytes an
+/// entry that is about 4 MiB per rate-limited route, however many distinct
+/// addresses arrive.
+pub const MAX_CLIENTS: usize = 65_536;
+const SHARDS: usize = 16;
+
+/// Per-client-IP buckets of one route: sharded maps with a hard cap.
+///
+/// When a shard is full, entries whose bucket has refilled (idle clients:
+/// the same as having no entry) are swept out; if too few have, arbitrary
+/// entries are evicted, which at worst hands those clients a fresh burst.
+/// Memory stays bounded either way.
+pub struct ClientLimiter {
+    shards: Vec<Mutex<HashMap<IpAddr, TokenBucket>>>,
+    per_shard: usize,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Default for ClientLimiter {
+    fn default() -> Self {
+        ClientLimiter::with_capacity(MAX_CLIENTS)
+    }
+}
+
+impl ClientLimiter {
+    pub fn with_capacity(max: usize) -> ClientLimiter {
+        ClientLimiter {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            per_shard: (max / SHARDS).max(1),
+            hasher: Default::default(),
+        }
+    }
+
+    pub fn check(&self, ip: IpAddr, now: Instant, rate: f64, burst: u32) -> Result<(), Duration> {
+        let mut h = self.hasher.build_hasher();
+        ip.hash(&mut h);
+        let shard = &self.shards[(h.finish() as usize) % SHARDS];
+        let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
+        if !map.contains_key(&ip) && map.len() >= self.per_shard {
+            // Sweep idle entries; if the shard is still nearly full, evict
+            // down to 7/8 at once so a flood of new addresses costs one
+            // sweep per per_shard/8 inserts, not one per insert.
+            map.retain(|_, b| !b.is_full(now, rate, burst));
+            let target = self.per_shard - self.per_shard / 8 - 1;
+            if map.len() > target {
+                let victims: Vec<IpAddr> = map.keys().take(map.len() - target).copied().collect();
+                for v in victims {
+                    map.remove(&v);
+                }
+            }
+        }
+        map.entry(ip)
+            .or_insert_with(|| TokenBucket::full(burst, now))
+            .try_take(now, rate, burst)
+    }
+
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().map(|m| m.len()).unwrap_or(0)).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn bucket_allows_burst_then_rate() {
+        let mut b = TokenBucket::full(3, Instant::now());
+        for _ in 0..3 {
+            assert!(b.try_take(Instant::now(), 2.0, 3).is_ok());
+        }
+        let wait = b.try_take(Instant::now(), 2.0, 3).unwrap_err();
+        assert_eq!(wait, Duration::from_millis(500));
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert!(b.try_take(Instant::now(), 2.0, 3).is_ok());
+        assert!(b.try_take(Instant::now(), 2.0, 3).is_err());
+        tokio::time::advance(Duration::from_secs(100)).await;
+        for _ in 0..3 {
+            assert!(b.try_take(Instant::now(), 2.0, 3).is_ok(), "refills up to burst only");
+        }
+        assert!(b.try_take(Instant::now(), 2.0, 3).is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn client_table_stays_bounded() {
+        let l = ClientLimiter::with_capacity(1024);
+        for i in 0..200_000u32 {
+            let ip = IpAddr::from(i.to_be_bytes());
+            assert!(l.check(ip, Instant::now(), 1.0, 5).is_ok());
+        }
+        assert!(l.len() <= 1024, "{}", l.len());
+        // Limits still hold for a client in the table.
+        let me: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..5 {
+            assert!(l.check(me, Instant::now(), 1.0, 5).is_ok());
+        }
+        assert!(l.check(me, Instant::now(), 1.0, 5).is_err());
+    }
+}
