@@ -12,6 +12,7 @@ pub mod backend;
 pub mod balance;
 pub mod config;
 pub mod demo;
+pub mod limit;
 pub mod logging;
 pub mod proxy;
 pub mod reload;
@@ -50,6 +51,7 @@ impl std::error::Error for BindError {}
 pub struct Sluice {
     shared: Arc<Shared>,
     listeners: tokio::sync::Mutex<Vec<Listener>>,
+    checkers: std::sync::Mutex<backend::checker::Checkers>,
 }
 
 impl Sluice {
@@ -77,10 +79,22 @@ impl Sluice {
             tracing::info!(listener = %name, addr = %l.local_addr, "listening");
             listeners.push(l);
         }
-        Ok(Sluice {
+        let sluice = Sluice {
             shared,
             listeners: tokio::sync::Mutex::new(listeners),
-        })
+            checkers: Default::default(),
+        };
+        sluice.reconcile_checkers();
+        Ok(sluice)
+    }
+
+    /// Starts, retunes and stops health checkers to match the snapshot.
+    pub(crate) fn reconcile_checkers(&self) {
+        let snap = self.shared.snapshot();
+        self.checkers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .reconcile(&snap);
     }
 
     /// The address a listener is bound to (useful with port 0).
@@ -101,6 +115,10 @@ impl Sluice {
     /// for up to `grace`. Returns whether everything drained in time.
     pub async fn shutdown(&self, grace: Duration) -> bool {
         self.shared.set_draining();
+        self.checkers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .stop_all();
         let listeners: Vec<Listener> = std::mem::take(&mut *self.listeners.lock().await);
         let drains = futures_join_all(listeners.into_iter().map(|l| l.drain()));
         tokio::time::timeout(grace, drains).await.is_ok()

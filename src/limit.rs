@@ -136,7 +136,10 @@ impl ClientLimiter {
     }
 
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().map(|m| m.len()).unwrap_or(0)).sum()
+        self.shards
+            .iter()
+            .map(|s| s.lock().map(|m| m.len()).unwrap_or(0))
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -161,7 +164,10 @@ mod tests {
         assert!(b.try_take(Instant::now(), 2.0, 3).is_err());
         tokio::time::advance(Duration::from_secs(100)).await;
         for _ in 0..3 {
-            assert!(b.try_take(Instant::now(), 2.0, 3).is_ok(), "refills up to burst only");
+            assert!(
+                b.try_take(Instant::now(), 2.0, 3).is_ok(),
+                "refills up to burst only"
+            );
         }
         assert!(b.try_take(Instant::now(), 2.0, 3).is_err());
     }

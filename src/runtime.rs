@@ -7,9 +7,12 @@
 //! the config (same pool, same addr) gets the previous `Arc<Backend>`, with
 //! its in-flight count, latency estimate and pooled connections.
 
+use crate::backend::breaker;
 use crate::backend::{Backend, Lease};
 use crate::balance::{self, Balancer, Member};
 use crate::config::{Config, ListenerConfig, PoolConfig, RouteConfig};
+use crate::limit::ClientLimiter;
+use crate::proxy::retry::Budget;
 use crate::route::Router;
 use arc_swap::ArcSwap;
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -18,6 +21,7 @@ use ipnet::IpNet;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use tokio::time::Instant;
 
 /// A pool as one snapshot sees it: members, settings and a balancer.
 pub struct Pool {
@@ -27,6 +31,17 @@ pub struct Pool {
     /// Per member: the resolved address as a URI authority.
     authorities: Vec<Authority>,
     balancer: Box<dyn Balancer>,
+    pub breaker: Option<breaker::Settings>,
+    /// Requests and retries of the last 10 s, for `retry.budget_ratio`.
+    pub budget: Budget,
+}
+
+/// Why a pool could not admit a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Every backend that is otherwise usable is out of rate-limit tokens.
+    RateLimited,
+    NoBackend,
 }
 
 impl Pool {
@@ -61,32 +76,90 @@ impl Pool {
             members,
             authorities,
             balancer,
+            breaker: config.circuit_breaker.as_ref().map(|c| breaker::Settings {
+                failure_threshold: c.failure_threshold,
+                open_duration: c.open_duration,
+                half_open_requests: c.half_open_requests,
+            }),
+            budget: Budget::default(),
         }
     }
 
-    /// Whether member `i` may take a request now (health, breaker, rate
-    /// limit and bulkhead are all checked here, nowhere else).
-    fn usable(&self, i: usize) -> bool {
+    /// Whether member `i` may take a request now. Health, breaker, rate
+    /// limit and bulkhead are checked here and nowhere else; this only
+    /// looks, `admit` takes.
+    fn usable(&self, i: usize, now: Instant) -> bool {
+        let b = &self.members[i].backend;
         let max = self.config.max_in_flight;
-        max == 0 || self.members[i].backend.in_flight() < max as u64
+        b.is_up()
+            && (max == 0 || b.in_flight() < max as u64)
+            && self
+                .breaker
+                .as_ref()
+                .is_none_or(|s| b.breaker.allows(now, s))
+            && self
+                .config
+                .rate_limit
+                .as_ref()
+                .is_none_or(|r| b.bucket.has_token(now, r.requests_per_second, r.burst))
     }
 
-    /// Picks a member (skipping those in `tried`) and admits it: the lease
-    /// counts the request in flight. `None` when no member can take it.
-    pub fn pick(&self, key: Option<u64>, tried: &[usize]) -> Option<(usize, Lease)> {
+    /// Takes what member `i` needs to serve one request: a bulkhead slot (the
+    /// lease), a rate-limit token and, if its breaker is half-open, a trial.
+    fn admit(&self, i: usize, now: Instant) -> Option<Lease> {
+        let b = &self.members[i].backend;
+        let mut lease = b.try_lease(self.config.max_in_flight)?;
+        if let Some(r) = &self.config.rate_limit {
+            b.bucket
+                .try_take(now, r.requests_per_second, r.burst)
+                .ok()?;
+        }
+        if let Some(s) = &self.breaker {
+            lease.set_trial(b.breaker.admit(now, s)?);
+        }
+        Some(lease)
+    }
+
+    /// Picks a member (skipping those in `tried`) and admits it.
+    pub fn pick(&self, key: Option<u64>, tried: &[usize]) -> Result<(usize, Lease), Refusal> {
+        let now = Instant::now();
         // Admission can lose a race the `usable` check won (another request
-        // took the last slot): exclude that member and pick again.
+        // took the last slot or token): exclude that member and pick again.
         let mut refused: Vec<usize> = Vec::new();
         for _ in 0..4 {
-            let i = self.balancer.pick(&self.members, key, &|i| {
-                !tried.contains(&i) && !refused.contains(&i) && self.usable(i)
-            })?;
-            if let Some(lease) = self.members[i].backend.try_lease(self.config.max_in_flight) {
-                return Some((i, lease));
+            let Some(i) = self.balancer.pick(&self.members, key, &|i| {
+                !tried.contains(&i) && !refused.contains(&i) && self.usable(i, now)
+            }) else {
+                break;
+            };
+            if let Some(lease) = self.admit(i, now) {
+                return Ok((i, lease));
             }
             refused.push(i);
         }
-        None
+        Err(self.refusal(now))
+    }
+
+    /// Why nothing was admitted: rate limits, if a token would have made a
+    /// backend usable; otherwise no backend at all.
+    fn refusal(&self, now: Instant) -> Refusal {
+        let Some(r) = &self.config.rate_limit else {
+            return Refusal::NoBackend;
+        };
+        let blocked_by_tokens = self.members.iter().any(|m| {
+            let b = &m.backend;
+            b.is_up()
+                && self
+                    .breaker
+                    .as_ref()
+                    .is_none_or(|s| b.breaker.allows(now, s))
+                && !b.bucket.has_token(now, r.requests_per_second, r.burst)
+        });
+        if blocked_by_tokens {
+            Refusal::RateLimited
+        } else {
+            Refusal::NoBackend
+        }
     }
 
     /// The URI that sends `pq` to member `i`.
@@ -103,6 +176,8 @@ pub struct Route {
     pub name: Arc<str>,
     pub pool: Arc<Pool>,
     pub config: RouteConfig,
+    /// Per-client buckets; carried over a reload by route name.
+    pub limiter: Option<Arc<ClientLimiter>>,
 }
 
 /// What a listener's connections need from the snapshot.
@@ -118,6 +193,8 @@ pub struct Snapshot {
     /// Routes open to every listener: serves the connections of a listener
     /// that a reload removed while they drain.
     fallback: ListenerView,
+    /// Client limiters by route name, for the next snapshot to reuse.
+    limiters: HashMap<String, Arc<ClientLimiter>>,
 }
 
 impl Snapshot {
@@ -134,10 +211,17 @@ impl Snapshot {
             .routes
             .iter()
             .filter_map(|r| {
+                let limiter = r.rate_limit.map(|_| {
+                    previous
+                        .and_then(|s| s.limiters.get(&r.name))
+                        .cloned()
+                        .unwrap_or_default()
+                });
                 Some(Arc::new(Route {
                     name: r.name.as_str().into(),
                     pool: pools.get(&r.pool)?.clone(),
                     config: r.clone(),
+                    limiter,
                 }))
             })
             .collect();
@@ -189,11 +273,16 @@ impl Snapshot {
                 }),
             router: router_for(None),
         };
+        let limiters = routes
+            .iter()
+            .filter_map(|r| Some((r.name.to_string(), r.limiter.clone()?)))
+            .collect();
         Snapshot {
             config: Arc::new(config),
             pools,
             listeners,
             fallback,
+            limiters,
         }
     }
 

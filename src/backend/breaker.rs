@@ -92,7 +92,9 @@ impl Machine {
     /// A trial that ended without an outcome (cancelled) gives its slot back.
     pub fn release_trial(&mut self) {
         if let State::HalfOpen { trials } = self.state {
-            self.state = State::HalfOpen { trials: trials.saturating_sub(1) };
+            self.state = State::HalfOpen {
+                trials: trials.saturating_sub(1),
+            };
         }
     }
 
@@ -104,14 +106,20 @@ impl Machine {
             (State::Closed, false) => {
                 self.failures += 1;
                 if self.failures >= s.failure_threshold {
-                    self.state = State::Open { until: now + s.open_duration };
+                    self.state = State::Open {
+                        until: now + s.open_duration,
+                    };
                 }
             }
             (State::HalfOpen { .. }, true) => {
                 self.failures = 0;
                 self.state = State::Closed;
             }
-            (State::HalfOpen { .. }, false) => self.state = State::Open { until: now + s.open_duration },
+            (State::HalfOpen { .. }, false) => {
+                self.state = State::Open {
+                    until: now + s.open_duration,
+                }
+            }
             // Late outcomes of requests admitted before the breaker opened.
             (State::Open { .. }, _) => {}
         }
@@ -207,7 +215,11 @@ mod tests {
         tokio::time::advance(Duration::from_secs(1)).await;
         assert_eq!(b.admit(Instant::now(), &S), Some(true), "one trial");
         assert_eq!(b.state().name(), "half_open");
-        assert_eq!(b.admit(Instant::now(), &S), None, "only half_open_requests trials");
+        assert_eq!(
+            b.admit(Instant::now(), &S),
+            None,
+            "only half_open_requests trials"
+        );
         let (_, to) = b.record(true, Instant::now(), &S).unwrap();
         assert_eq!(to, State::Closed);
         assert_eq!(b.admit(Instant::now(), &S), Some(false));
@@ -222,10 +234,17 @@ mod tests {
         tokio::time::advance(Duration::from_secs(30)).await;
         assert_eq!(b.admit(Instant::now(), &S), Some(true));
         b.release_trial();
-        assert_eq!(b.admit(Instant::now(), &S), Some(true), "the slot came back");
+        assert_eq!(
+            b.admit(Instant::now(), &S),
+            Some(true),
+            "the slot came back"
+        );
         let (_, to) = b.record(false, Instant::now(), &S).unwrap();
         assert_eq!(to.name(), "open");
         tokio::time::advance(Duration::from_secs(29)).await;
-        assert!(!b.allows(Instant::now(), &S), "reopened for a full open_duration");
+        assert!(
+            !b.allows(Instant::now(), &S),
+            "reopened for a full open_duration"
+        );
     }
 }

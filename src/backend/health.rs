@@ -27,7 +27,12 @@ impl Default for HealthCounter {
 
 impl HealthCounter {
     /// Records one check result; returns the new state if it flipped.
-    pub fn observe(&mut self, ok: bool, healthy_threshold: u32, unhealthy_threshold: u32) -> Option<bool> {
+    pub fn observe(
+        &mut self,
+        ok: bool,
+        healthy_threshold: u32,
+        unhealthy_threshold: u32,
+    ) -> Option<bool> {
         let first = !std::mem::replace(&mut self.checked, true);
         if ok {
             self.successes = self.successes.saturating_add(1);
@@ -60,7 +65,11 @@ mod tests {
         assert_eq!(h.observe(false, 2, 3), None);
         assert_eq!(h.observe(false, 2, 3), Some(false));
         assert_eq!(h.observe(true, 2, 3), None);
-        assert_eq!(h.observe(false, 2, 3), None, "a failure resets the success count");
+        assert_eq!(
+            h.observe(false, 2, 3),
+            None,
+            "a failure resets the success count"
+        );
         assert_eq!(h.observe(true, 2, 3), None);
         assert_eq!(h.observe(true, 2, 3), Some(true));
     }

@@ -5,11 +5,16 @@
 //! in-flight counts, the latency estimate and pooled connections carry over.
 //! Nothing here stores config: thresholds and decay come in as arguments.
 
+pub mod breaker;
+pub mod checker;
+pub mod health;
 pub mod latency;
 pub mod upstream;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::limit::SharedBucket;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -21,6 +26,11 @@ pub struct Backend {
     pub addr: Arc<str>,
     in_flight: AtomicU64,
     latency: latency::PeakEwma,
+    /// Read on every pick; written by the health checker.
+    up: AtomicBool,
+    health: Mutex<health::HealthCounter>,
+    pub breaker: breaker::Breaker,
+    pub bucket: SharedBucket,
     pub upstream: upstream::Upstream,
     /// Origin of this backend's nanosecond clock for the latency estimate.
     epoch: Instant,
@@ -33,9 +43,37 @@ impl Backend {
             addr: addr.into(),
             in_flight: AtomicU64::new(0),
             latency: latency::PeakEwma::default(),
+            up: AtomicBool::new(true),
+            health: Mutex::new(health::HealthCounter::default()),
+            breaker: breaker::Breaker::default(),
+            bucket: SharedBucket::default(),
             upstream: upstream::Upstream::new(connect_timeout),
             epoch: Instant::now(),
         }
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    /// Records an active check result; returns the new state if it flipped.
+    pub fn observe_check(
+        &self,
+        ok: bool,
+        healthy_threshold: u32,
+        unhealthy_threshold: u32,
+    ) -> Option<bool> {
+        let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        let flipped = h.observe(ok, healthy_threshold, unhealthy_threshold);
+        self.up.store(h.up, Ordering::Release);
+        flipped
+    }
+
+    /// Forgets check results: the pool no longer checks this backend.
+    pub fn reset_health(&self) {
+        let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        *h = health::HealthCounter::default();
+        self.up.store(true, Ordering::Release);
     }
 
     pub fn in_flight(&self) -> u64 {
@@ -89,6 +127,7 @@ impl Backend {
                     return Some(Lease {
                         backend: self.clone(),
                         start: Instant::now(),
+                        trial: false,
                     })
                 }
                 Err(now) => current = now,
@@ -102,6 +141,7 @@ impl Backend {
         Lease {
             backend: self.clone(),
             start: Instant::now(),
+            trial: false,
         }
     }
 }
@@ -111,6 +151,8 @@ impl Backend {
 pub struct Lease {
     backend: Arc<Backend>,
     start: Instant,
+    /// A half-open breaker's trial whose outcome is not recorded yet.
+    trial: bool,
 }
 
 impl Lease {
@@ -125,10 +167,28 @@ impl Lease {
         self.backend.observe_latency(rtt);
         rtt
     }
+
+    pub fn set_trial(&mut self, trial: bool) {
+        self.trial = trial;
+    }
+
+    /// Records the outcome for the circuit breaker (when the pool has one).
+    pub fn record(&mut self, success: bool, settings: Option<&breaker::Settings>) {
+        self.trial = false;
+        if let Some(s) = settings {
+            if let Some((from, to)) = self.backend.breaker.record(success, Instant::now(), s) {
+                tracing::warn!(pool = %self.backend.pool, backend = %self.backend.addr, from = from.name(), to = to.name(), "circuit breaker changed state");
+            }
+        }
+    }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
+        if self.trial {
+            // Cancelled before an outcome: the trial slot goes back.
+            self.backend.breaker.release_trial();
+        }
         self.backend.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -699,7 +699,7 @@ backends = [{ addr = "127.0.0.1:1", weight = 0 }, { addr = "127.0.0.1:1" }]
         let errs = errors(&t);
         assert_eq!(errs.len(), 1);
         assert!(
-            errs[0].starts_with("pool.api.backends[0].addr: invalid type"),
+            errs[0].starts_with("pool.api.backends[0].addr: line 8, column 22: invalid type"),
             "{errs:?}"
         );
     }

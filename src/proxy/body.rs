@@ -25,6 +25,9 @@ pub enum RequestBody {
     /// A body held whole (small enough to keep for a retry).
     Full(Option<Bytes>),
     Stream(Incoming),
+    /// A body of which the first part was read already (while trying to
+    /// keep it for a retry), then the rest as it streams.
+    Prefixed(Option<Bytes>, Incoming),
 }
 
 impl Body for RequestBody {
@@ -39,6 +42,10 @@ impl Body for RequestBody {
             RequestBody::Empty => Poll::Ready(None),
             RequestBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             RequestBody::Stream(s) => Pin::new(s).poll_frame(cx),
+            RequestBody::Prefixed(prefix, rest) => match prefix.take() {
+                Some(p) => Poll::Ready(Some(Ok(Frame::data(p)))),
+                None => Pin::new(rest).poll_frame(cx),
+            },
         }
     }
 
@@ -47,6 +54,7 @@ impl Body for RequestBody {
             RequestBody::Empty => true,
             RequestBody::Full(b) => b.is_none(),
             RequestBody::Stream(s) => s.is_end_stream(),
+            RequestBody::Prefixed(p, rest) => p.is_none() && rest.is_end_stream(),
         }
     }
 
@@ -55,6 +63,15 @@ impl Body for RequestBody {
             RequestBody::Empty => SizeHint::with_exact(0),
             RequestBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             RequestBody::Stream(s) => s.size_hint(),
+            RequestBody::Prefixed(p, rest) => {
+                let n = p.as_ref().map_or(0, |p| p.len() as u64);
+                let mut h = rest.size_hint();
+                h.set_lower(h.lower() + n);
+                if let Some(u) = h.upper() {
+                    h.set_upper(u + n);
+                }
+                h
+            }
         }
     }
 }

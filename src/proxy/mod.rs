@@ -8,6 +8,7 @@ pub mod body;
 pub mod error;
 pub mod headers;
 pub mod request_id;
+pub mod retry;
 
 use crate::balance::hash_bytes;
 use crate::config::{HashKey, Strategy};
@@ -104,6 +105,11 @@ async fn forward(
     let pool = &route.pool;
     let client_ip =
         headers::client_ip(conn.peer.ip(), &parts.headers, &view.config.trusted_proxies);
+    if let (Some(limiter), Some(rl)) = (&route.limiter, &route.config.rate_limit) {
+        limiter
+            .check(client_ip, Instant::now(), rl.requests_per_second, rl.burst)
+            .map_err(|retry_after| ProxyError::ClientRateLimited { retry_after })?;
+    }
     let pq = parts
         .uri
         .path_and_query()
@@ -121,33 +127,112 @@ async fn forward(
         },
     );
     parts.version = Version::HTTP_11;
+    parts.extensions = http::Extensions::new();
 
-    let (i, lease) = pool.pick(key, &[]).ok_or(ProxyError::NoBackend {
+    // A request that may be retried keeps its body (up to 64 KiB) so that
+    // it can be sent again; any other body streams straight through.
+    let sec = retry::now_sec();
+    let retry_policy = pool.config.retry.as_ref();
+    if retry_policy.is_some() {
+        pool.budget.deposit(sec);
+    }
+    let replayable = retry_policy.is_some_and(|r| r.attempts > 0)
+        && retry::replay_safe(&parts.method, &parts.headers);
+    let (kept, mut once) = if replayable {
+        match retry::keep_body(body).await {
+            retry::Kept::Whole(b) => (Some(b), None),
+            retry::Kept::Once(b) => (None, Some(b)),
+        }
+    } else {
+        (None, Some(RequestBody::Stream(body)))
+    };
+
+    let mut tried: Vec<usize> = Vec::new();
+    let mut retries = 0u32;
+    let mut picked = pool.pick(key, &tried).map_err(|_| ProxyError::NoBackend {
         retry_after: NO_BACKEND_RETRY_AFTER,
     })?;
-    let backend = lease.backend().clone();
-    if let Some(r) = done.record.as_mut() {
-        r.backend = Some(backend.addr.clone());
-        r.attempts = 1;
+    loop {
+        let (i, mut lease) = picked;
+        tried.push(i);
+        let backend = lease.backend().clone();
+        if let Some(r) = done.record.as_mut() {
+            r.backend = Some(backend.addr.clone());
+            r.attempts = retries + 1;
+        }
+        let body = match &kept {
+            Some(b) => RequestBody::Full(Some(b.clone())),
+            None => once.take().unwrap_or(RequestBody::Empty),
+        };
+        // Only a replayable request needs its head again.
+        let head = if kept.is_some() {
+            parts.clone()
+        } else {
+            std::mem::replace(&mut parts, Request::new(()).into_parts().0)
+        };
+        let mut upstream_req = Request::from_parts(head, body);
+        *upstream_req.uri_mut() = pool.upstream_uri(i, pq.clone());
+        let sent = tokio::time::timeout(
+            pool.config.request_timeout,
+            backend.upstream.client.request(upstream_req),
+        )
+        .await;
+        lease.observe();
+        let outcome = match sent {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) if e.is_connect() => Err(ProxyError::Connect(Box::new(e))),
+            Ok(Err(e)) => Err(ProxyError::Upstream(Box::new(e))),
+            Err(_) => Err(ProxyError::Timeout),
+        };
+        let (success, retryable) = classify(&outcome, retry_policy);
+        lease.record(success, pool.breaker.as_ref());
+
+        if let Some(policy) =
+            retry_policy.filter(|p| retryable && kept.is_some() && retries < p.attempts)
+        {
+            if pool.budget.try_withdraw(sec, policy.budget_ratio) {
+                drop(lease);
+                tokio::time::sleep(retry::backoff(retries, policy.backoff, policy.backoff_max))
+                    .await;
+                // Another backend if one is left, else any usable one.
+                if let Ok(next) = pool.pick(key, &tried).or_else(|_| pool.pick(key, &[])) {
+                    tracing::debug!(pool = %pool.name, backend = %backend.addr, retry = retries + 1, "retrying");
+                    picked = next;
+                    retries += 1;
+                    continue;
+                }
+                let resp = outcome?;
+                return Ok(client_response(resp, request_id));
+            }
+        }
+        let resp = outcome?;
+        done.lease = Some(lease);
+        return Ok(client_response(resp, request_id));
     }
-    parts.uri = pool.upstream_uri(i, pq);
-    let upstream_req = Request::from_parts(parts, RequestBody::Stream(body));
-    let sent = tokio::time::timeout(
-        pool.config.request_timeout,
-        backend.upstream.client.request(upstream_req),
-    )
-    .await;
-    lease.observe();
-    let resp = match sent {
-        Ok(Ok(resp)) => resp,
-        Ok(Err(e)) if e.is_connect() => return Err(ProxyError::Connect(Box::new(e))),
-        Ok(Err(e)) => return Err(ProxyError::Upstream(Box::new(e))),
-        Err(_) => return Err(ProxyError::Timeout),
-    };
-    done.lease = Some(lease);
-    let (mut rparts, rbody) = resp.into_parts();
-    headers::rewrite_response(&mut rparts.headers, request_id);
-    Ok(Response::from_parts(rparts, ResponseBody::stream(rbody)))
+}
+
+/// Whether an outcome counts as a success for the breaker, and whether the
+/// pool's retry policy retries it.
+fn classify(
+    outcome: &Result<Response<Incoming>, ProxyError>,
+    policy: Option<&crate::config::RetryConfig>,
+) -> (bool, bool) {
+    let on_status = |s: u16| policy.is_some_and(|p| p.on_status.contains(&s));
+    match outcome {
+        Ok(r) => {
+            let s = r.status().as_u16();
+            (s < 500, on_status(s))
+        }
+        Err(ProxyError::Connect(_)) => (false, policy.is_some_and(|p| p.on_connect_failure)),
+        Err(ProxyError::Timeout) => (false, policy.is_some_and(|p| p.on_timeout)),
+        Err(_) => (false, on_status(502)),
+    }
+}
+
+fn client_response(resp: Response<Incoming>, request_id: &HeaderValue) -> Response<ResponseBody> {
+    let (mut parts, body) = resp.into_parts();
+    headers::rewrite_response(&mut parts.headers, request_id);
+    Response::from_parts(parts, ResponseBody::stream(body))
 }
 
 /// The consistent-hash key of a request, for the hash strategies.
