@@ -2,7 +2,7 @@
 //! (`route.rate_limit`), with the client table bounded in memory.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -113,9 +113,7 @@ impl ClientLimiter {
     }
 
     pub fn check(&self, ip: IpAddr, now: Instant, rate: f64, burst: u32) -> Result<(), Duration> {
-        let mut h = self.hasher.build_hasher();
-        ip.hash(&mut h);
-        let shard = &self.shards[(h.finish() as usize) % SHARDS];
+        let shard = &self.shards[(self.hasher.hash_one(ip) as usize) % SHARDS];
         let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
         if !map.contains_key(&ip) && map.len() >= self.per_shard {
             // Sweep idle entries; if the shard is still nearly full, evict

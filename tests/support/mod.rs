@@ -56,9 +56,11 @@ pub struct Backend {
     pub name: String,
     pub addr: SocketAddr,
     status: AtomicU16,
+    health_status: AtomicU16,
     delay_ms: AtomicU64,
     hang: AtomicBool,
     requests: AtomicUsize,
+    checks: AtomicUsize,
     connections: AtomicUsize,
     seen: Mutex<Vec<Seen>>,
 }
@@ -73,9 +75,11 @@ impl Backend {
             name: name.to_string(),
             addr: listener.local_addr().unwrap(),
             status: AtomicU16::new(200),
+            health_status: AtomicU16::new(200),
             delay_ms: AtomicU64::new(0),
             hang: AtomicBool::new(false),
             requests: AtomicUsize::new(0),
+            checks: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
             seen: Mutex::new(Vec::new()),
         });
@@ -101,6 +105,10 @@ impl Backend {
     pub fn set_status(&self, s: u16) {
         self.status.store(s, Ordering::SeqCst);
     }
+    /// The status `/healthz` answers (health checks), apart from traffic.
+    pub fn set_health_status(&self, s: u16) {
+        self.health_status.store(s, Ordering::SeqCst);
+    }
     pub fn set_delay(&self, d: Duration) {
         self.delay_ms.store(d.as_millis() as u64, Ordering::SeqCst);
     }
@@ -109,6 +117,10 @@ impl Backend {
     }
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
+    }
+    /// Health checks received (not counted in `requests`).
+    pub fn checks(&self) -> usize {
+        self.checks.load(Ordering::SeqCst)
     }
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
@@ -125,6 +137,17 @@ impl Backend {
         req: Request<Incoming>,
     ) -> Result<Response<http_body_util::combinators::BoxBody<Bytes, hyper::Error>>, Infallible>
     {
+        if req.uri().path() == "/healthz" {
+            self.checks.fetch_add(1, Ordering::SeqCst);
+            let mut resp = Response::new(
+                Full::new(Bytes::from_static(b"ok"))
+                    .map_err(|never| match never {})
+                    .boxed(),
+            );
+            *resp.status_mut() =
+                StatusCode::from_u16(self.health_status.load(Ordering::SeqCst)).unwrap();
+            return Ok(resp);
+        }
         self.requests.fetch_add(1, Ordering::SeqCst);
         self.seen.lock().unwrap().push(Seen {
             method: req.method().to_string(),
