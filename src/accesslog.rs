@@ -31,6 +31,12 @@ pub fn write(conn: &ConnInfo, r: &AccessRecord, bytes: u64, duration: Duration, 
 /// Writes the line for a connection rejected before its request reached the
 /// request path (408 slow head, 431 head too large).
 pub fn rejected(conn: &ConnInfo, status: u16, request_id: &str) {
+    let code = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST);
+    conn.shared
+        .metrics
+        .requests
+        .with_label_values(&[&*conn.listener, crate::metrics::NO_ROUTE, code.as_str()])
+        .inc();
     if !conn.shared.snapshot().config.log.access_log {
         return;
     }

@@ -8,12 +8,14 @@
 #![forbid(unsafe_code)]
 
 pub mod accesslog;
+pub mod admin;
 pub mod backend;
 pub mod balance;
 pub mod config;
 pub mod demo;
 pub mod limit;
 pub mod logging;
+pub mod metrics;
 pub mod proxy;
 pub mod reload;
 pub mod route;
@@ -52,6 +54,7 @@ pub struct Sluice {
     shared: Arc<Shared>,
     listeners: tokio::sync::Mutex<Vec<Listener>>,
     checkers: std::sync::Mutex<backend::checker::Checkers>,
+    admin: tokio::sync::Mutex<Option<admin::Admin>>,
 }
 
 impl Sluice {
@@ -66,7 +69,21 @@ impl Sluice {
             })?;
             bound.push((l.name.clone(), l.bind, socket));
         }
-        let shared = Arc::new(Shared::new(Snapshot::build(config, None)));
+        let admin_socket = match &config.admin {
+            Some(a) => Some((
+                a.bind,
+                server::bind(a.bind).map_err(|source| BindError {
+                    listener: "admin".into(),
+                    addr: a.bind,
+                    source,
+                })?,
+            )),
+            None => None,
+        };
+        let metrics = metrics::Metrics::default();
+        let snapshot = Snapshot::build(config, None, &metrics);
+        let shared = Arc::new(Shared::new(snapshot, metrics));
+        shared.metrics.config_loaded();
         let mut listeners = Vec::new();
         for (name, bind, socket) in bound {
             let l = Listener::spawn(&name, bind, socket, shared.clone()).map_err(|source| {
@@ -79,10 +96,26 @@ impl Sluice {
             tracing::info!(listener = %name, addr = %l.local_addr, "listening");
             listeners.push(l);
         }
+        // Admin last: /readyz answers 200 once every listener is bound.
+        let admin = match admin_socket {
+            Some((bind, socket)) => {
+                let a = admin::Admin::spawn(bind, socket, shared.clone()).map_err(|source| {
+                    BindError {
+                        listener: "admin".into(),
+                        addr: bind,
+                        source,
+                    }
+                })?;
+                tracing::info!(addr = %a.local_addr, "admin listening");
+                Some(a)
+            }
+            None => None,
+        };
         let sluice = Sluice {
             shared,
             listeners: tokio::sync::Mutex::new(listeners),
             checkers: Default::default(),
+            admin: tokio::sync::Mutex::new(admin),
         };
         sluice.reconcile_checkers();
         Ok(sluice)
@@ -107,6 +140,11 @@ impl Sluice {
             .map(|l| l.local_addr)
     }
 
+    /// The admin listener's address, if it runs.
+    pub async fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.lock().await.as_ref().map(|a| a.local_addr)
+    }
+
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
@@ -121,7 +159,12 @@ impl Sluice {
             .stop_all();
         let listeners: Vec<Listener> = std::mem::take(&mut *self.listeners.lock().await);
         let drains = futures_join_all(listeners.into_iter().map(|l| l.drain()));
-        tokio::time::timeout(grace, drains).await.is_ok()
+        let drained = tokio::time::timeout(grace, drains).await.is_ok();
+        // The admin listener outlives the drain, so /readyz shows 503 meanwhile.
+        if let Some(a) = self.admin.lock().await.take() {
+            a.stop().await;
+        }
+        drained
     }
 }
 
@@ -178,20 +221,8 @@ pub async fn serve_signals(sluice: &Sluice, path: &std::path::Path, grace: Durat
         tokio::select! {
             _ = &mut shutdown => break,
             Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => None } } => {
-                let path = path.to_path_buf();
-                let loaded = tokio::task::spawn_blocking(move || Config::load(&path)).await;
-                match loaded {
-                    Ok(Ok(config)) => match sluice.reload(config).await {
-                        Ok(()) => tracing::info!("config reloaded"),
-                        Err(e) => tracing::error!(error = %e, "reload failed; the old config keeps serving"),
-                    },
-                    Ok(Err(errors)) => {
-                        for e in &errors.0 {
-                            tracing::error!(error = %e, "invalid config; the old config keeps serving");
-                        }
-                    }
-                    Err(e) => tracing::error!(error = %e, "reload task failed"),
-                }
+                // Errors are logged and counted inside; the old config serves on.
+                let _outcome = sluice.reload_from(path).await;
             }
         }
     }

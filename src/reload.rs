@@ -5,15 +5,88 @@
 //! whole and changes nothing. Listeners whose bind is unchanged keep their
 //! sockets (and their connections); the snapshot they read changes.
 
-use crate::config::Config;
+use crate::admin::Admin;
+use crate::config::{Config, ConfigErrors};
 use crate::runtime::Snapshot;
 use crate::server::{self, Listener};
 use crate::{BindError, Sluice};
+use std::path::Path;
+
+/// Why a reload changed nothing.
+#[derive(Debug)]
+pub enum ReloadError {
+    Invalid(ConfigErrors),
+    Bind(BindError),
+}
+
+impl std::fmt::Display for ReloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReloadError::Invalid(e) => write!(f, "invalid config:\n{e}"),
+            ReloadError::Bind(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for ReloadError {}
 
 impl Sluice {
+    /// Reads `path` and swaps it in (SIGHUP). An invalid file, or one whose
+    /// new listeners cannot be bound, changes nothing: the error is logged
+    /// and `sluice_config_reloads_total{result="failure"}` goes up.
+    pub async fn reload_from(&self, path: &Path) -> Result<(), ReloadError> {
+        let owned = path.to_path_buf();
+        // Reading and resolving host names block: keep them off the workers.
+        let loaded = tokio::task::spawn_blocking(move || Config::load(&owned))
+            .await
+            .unwrap_or_else(|e| {
+                Err(ConfigErrors(vec![crate::config::ConfigError {
+                    path: String::new(),
+                    message: format!("config loader failed: {e}"),
+                }]))
+            });
+        match loaded {
+            Ok(config) => self.reload(config).await.map_err(ReloadError::Bind),
+            Err(errors) => {
+                for e in &errors.0 {
+                    tracing::error!(file = %path.display(), error = %e, "invalid config; the old config keeps serving");
+                }
+                self.shared.metrics.reload_failed();
+                Err(ReloadError::Invalid(errors))
+            }
+        }
+    }
+
     /// Swaps in `config`. On error nothing has changed.
     pub async fn reload(&self, config: Config) -> Result<(), BindError> {
+        let result = self.apply(config).await;
+        match &result {
+            Ok(()) => {
+                self.shared.metrics.reload_succeeded();
+                tracing::info!("config reloaded");
+            }
+            Err(e) => {
+                self.shared.metrics.reload_failed();
+                tracing::error!(error = %e, "reload failed; the old config keeps serving");
+            }
+        }
+        result
+    }
+
+    async fn apply(&self, config: Config) -> Result<(), BindError> {
         let mut listeners = self.listeners.lock().await;
+        let mut admin = self.admin.lock().await;
+        let new_admin_socket = match &config.admin {
+            Some(a) if admin.as_ref().is_none_or(|old| old.bind != a.bind) => Some((
+                a.bind,
+                server::bind(a.bind).map_err(|source| BindError {
+                    listener: "admin".into(),
+                    addr: a.bind,
+                    source,
+                })?,
+            )),
+            _ => None,
+        };
         // 1. Bind the listeners that are new (by name and bind address).
         let mut fresh = Vec::new();
         for l in &config.listeners {
@@ -31,13 +104,17 @@ impl Sluice {
         }
         // 2. Publish: from here on new requests see the new config.
         let previous = self.shared.snapshot();
+        let config_admin = config.admin.as_ref().map(|a| a.bind);
         let keep: Vec<(String, std::net::SocketAddr)> = config
             .listeners
             .iter()
             .map(|l| (l.name.clone(), l.bind))
             .collect();
-        self.shared
-            .publish(Snapshot::build(config, Some(&previous)));
+        self.shared.publish(Snapshot::build(
+            config,
+            Some(&previous),
+            &self.shared.metrics,
+        ));
         // 3. Start the new listeners, drain the removed ones.
         let (kept, removed): (Vec<Listener>, Vec<Listener>) = std::mem::take(&mut *listeners)
             .into_iter()
@@ -55,6 +132,24 @@ impl Sluice {
         for l in removed {
             tracing::info!(listener = %l.name, "listener removed, draining");
             tokio::spawn(l.drain());
+        }
+        let admin_kept = match (&config_admin, admin.as_ref()) {
+            (Some(bind), Some(old)) => old.bind == *bind,
+            _ => false,
+        };
+        if !admin_kept {
+            if let Some(old) = admin.take() {
+                tokio::spawn(old.stop());
+            }
+        }
+        if let Some((bind, socket)) = new_admin_socket {
+            match Admin::spawn(bind, socket, self.shared.clone()) {
+                Ok(a) => {
+                    tracing::info!(addr = %a.local_addr, "admin listening");
+                    *admin = Some(a);
+                }
+                Err(e) => tracing::error!(error = %e, "cannot start the admin listener"),
+            }
         }
         Ok(())
     }

@@ -12,6 +12,7 @@ use crate::backend::{Backend, Lease};
 use crate::balance::{self, Balancer, Member};
 use crate::config::{Config, ListenerConfig, PoolConfig, RouteConfig};
 use crate::limit::ClientLimiter;
+use crate::metrics::Metrics;
 use crate::proxy::retry::Budget;
 use crate::route::Router;
 use arc_swap::ArcSwap;
@@ -174,6 +175,8 @@ impl Pool {
 
 pub struct Route {
     pub name: Arc<str>,
+    /// This route's `sluice_request_duration_seconds` series.
+    pub duration: prometheus::Histogram,
     pub pool: Arc<Pool>,
     pub config: RouteConfig,
     /// Per-client buckets; carried over a reload by route name.
@@ -198,7 +201,7 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn build(config: Config, previous: Option<&Snapshot>) -> Snapshot {
+    pub fn build(config: Config, previous: Option<&Snapshot>, metrics: &Metrics) -> Snapshot {
         let pools: BTreeMap<String, Arc<Pool>> = config
             .pools
             .iter()
@@ -219,6 +222,7 @@ impl Snapshot {
                 });
                 Some(Arc::new(Route {
                     name: r.name.as_str().into(),
+                    duration: metrics.route_duration(&r.name),
                     pool: pools.get(&r.pool)?.clone(),
                     config: r.clone(),
                     limiter,
@@ -299,13 +303,15 @@ impl Snapshot {
 /// State shared by every task: the current snapshot and process flags.
 pub struct Shared {
     snapshot: ArcSwap<Snapshot>,
+    pub metrics: Metrics,
     draining: AtomicBool,
 }
 
 impl Shared {
-    pub fn new(snapshot: Snapshot) -> Shared {
+    pub fn new(snapshot: Snapshot, metrics: Metrics) -> Shared {
         Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
+            metrics,
             draining: AtomicBool::new(false),
         }
     }

@@ -25,6 +25,10 @@ pub struct Backend {
     pub pool: Arc<str>,
     pub addr: Arc<str>,
     in_flight: AtomicU64,
+    /// Tries sent and tries that failed (connect error, timeout, 5xx),
+    /// for the status page's rates.
+    requests: AtomicU64,
+    errors: AtomicU64,
     latency: latency::PeakEwma,
     /// Read on every pick; written by the health checker.
     up: AtomicBool,
@@ -42,6 +46,8 @@ impl Backend {
             pool: pool.into(),
             addr: addr.into(),
             in_flight: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
             latency: latency::PeakEwma::default(),
             up: AtomicBool::new(true),
             health: Mutex::new(health::HealthCounter::default()),
@@ -50,6 +56,22 @@ impl Backend {
             upstream: upstream::Upstream::new(connect_timeout),
             epoch: Instant::now(),
         }
+    }
+
+    /// Counts one try and whether it failed.
+    pub fn count_try(&self, failed: bool) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if failed {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// (tries, failed tries) since the backend entered the config.
+    pub fn totals(&self) -> (u64, u64) {
+        (
+            self.requests.load(Ordering::Relaxed),
+            self.errors.load(Ordering::Relaxed),
+        )
     }
 
     pub fn is_up(&self) -> bool {

@@ -8,6 +8,7 @@
 //! bytes actually sent.
 
 use crate::backend::Lease;
+use crate::runtime::Route;
 use crate::server::ConnInfo;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -94,6 +95,9 @@ pub struct AccessRecord {
 /// Runs when the response is done (see module doc).
 pub struct Completion {
     pub conn: Arc<ConnInfo>,
+    /// The matched route (None: no route, counted as route "none").
+    pub route: Option<Arc<Route>>,
+    pub status: http::StatusCode,
     pub lease: Option<Lease>,
     pub record: Option<Box<AccessRecord>>,
     pub start: Instant,
@@ -104,6 +108,22 @@ pub struct Completion {
 impl Drop for Completion {
     fn drop(&mut self) {
         self.lease.take();
+        let metrics = &self.conn.shared.metrics;
+        let route = self
+            .route
+            .as_ref()
+            .map_or(crate::metrics::NO_ROUTE, |r| &*r.name);
+        metrics
+            .requests
+            .with_label_values(&[&*self.conn.listener, route, self.status.as_str()])
+            .inc();
+        let secs = self.start.elapsed().as_secs_f64();
+        match &self.route {
+            Some(r) => r.duration.observe(secs),
+            None => metrics
+                .route_duration(crate::metrics::NO_ROUTE)
+                .observe(secs),
+        }
         if let Some(record) = self.record.take() {
             crate::accesslog::write(
                 &self.conn,

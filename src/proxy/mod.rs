@@ -12,7 +12,7 @@ pub mod retry;
 
 use crate::balance::hash_bytes;
 use crate::config::{HashKey, Strategy};
-use crate::runtime::{Pool, Snapshot};
+use crate::runtime::{Pool, Refusal, Snapshot};
 use crate::server::ConnInfo;
 use body::{AccessRecord, Completion, RequestBody, ResponseBody};
 use error::ProxyError;
@@ -61,6 +61,8 @@ pub async fn handle(
     });
     let mut done = Completion {
         conn: conn.clone(),
+        route: None,
+        status: http::StatusCode::from_u16(499).unwrap_or(http::StatusCode::BAD_REQUEST),
         lease: None,
         record,
         start: Instant::now(),
@@ -74,6 +76,7 @@ pub async fn handle(
             e.response(&request_id)
         }
     };
+    done.status = resp.status();
     if let Some(r) = done.record.as_mut() {
         r.status = resp.status().as_u16();
     }
@@ -88,6 +91,7 @@ async fn forward(
     request_id: &HeaderValue,
     done: &mut Completion,
 ) -> Result<Response<ResponseBody>, ProxyError> {
+    let metrics = &conn.shared.metrics;
     let (mut parts, body) = req.into_parts();
     let host = headers::request_host(&parts)?;
     let view = snap.listener(&conn.listener);
@@ -98,6 +102,7 @@ async fn forward(
             parts.uri.path(),
         )
         .ok_or(ProxyError::NoRoute)?;
+    done.route = Some(route.clone());
     if let Some(r) = done.record.as_mut() {
         r.route = Some(route.name.clone());
         r.pool = Some(route.pool.name.clone());
@@ -108,7 +113,13 @@ async fn forward(
     if let (Some(limiter), Some(rl)) = (&route.limiter, &route.config.rate_limit) {
         limiter
             .check(client_ip, Instant::now(), rl.requests_per_second, rl.burst)
-            .map_err(|retry_after| ProxyError::ClientRateLimited { retry_after })?;
+            .map_err(|retry_after| {
+                metrics
+                    .rate_limited
+                    .with_label_values(&["client", &route.name])
+                    .inc();
+                ProxyError::ClientRateLimited { retry_after }
+            })?;
     }
     let pq = parts
         .uri
@@ -149,8 +160,16 @@ async fn forward(
 
     let mut tried: Vec<usize> = Vec::new();
     let mut retries = 0u32;
-    let mut picked = pool.pick(key, &tried).map_err(|_| ProxyError::NoBackend {
-        retry_after: NO_BACKEND_RETRY_AFTER,
+    let mut picked = pool.pick(key, &tried).map_err(|refusal| {
+        if refusal == Refusal::RateLimited {
+            metrics
+                .rate_limited
+                .with_label_values(&["backend", &pool.name])
+                .inc();
+        }
+        ProxyError::NoBackend {
+            retry_after: NO_BACKEND_RETRY_AFTER,
+        }
     })?;
     loop {
         let (i, mut lease) = picked;
@@ -177,7 +196,7 @@ async fn forward(
             backend.upstream.client.request(upstream_req),
         )
         .await;
-        lease.observe();
+        let rtt = lease.observe();
         let outcome = match sent {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) if e.is_connect() => Err(ProxyError::Connect(Box::new(e))),
@@ -186,6 +205,20 @@ async fn forward(
         };
         let (success, retryable) = classify(&outcome, retry_policy);
         lease.record(success, pool.breaker.as_ref());
+        backend.count_try(!success);
+        let code = match &outcome {
+            Ok(r) => r.status(),
+            Err(e) => e.status(),
+        };
+        let labels = [&*pool.name, &*backend.addr];
+        metrics
+            .upstream_requests
+            .with_label_values(&[labels[0], labels[1], code.as_str()])
+            .inc();
+        metrics
+            .upstream_duration
+            .with_label_values(&labels)
+            .observe(rtt.as_secs_f64());
 
         if let Some(policy) =
             retry_policy.filter(|p| retryable && kept.is_some() && retries < p.attempts)
@@ -197,6 +230,7 @@ async fn forward(
                 // Another backend if one is left, else any usable one.
                 if let Ok(next) = pool.pick(key, &tried).or_else(|_| pool.pick(key, &[])) {
                     tracing::debug!(pool = %pool.name, backend = %backend.addr, retry = retries + 1, "retrying");
+                    metrics.retries.with_label_values(&[&*pool.name]).inc();
                     picked = next;
                     retries += 1;
                     continue;

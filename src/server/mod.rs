@@ -230,6 +230,11 @@ async fn serve(
         idle_timeout: config.idle_timeout,
         max_header_bytes: config.max_header_bytes,
     };
+    let active = shared
+        .metrics
+        .connections_active
+        .with_label_values(&[&*listener]);
+    active.inc();
     let info = Arc::new(ConnInfo::new(listener, peer, false, shared));
     let io = TokioIo::new(io::ConnIo::new(stream, info.clone(), limits, false));
     let builder = connection_builder(&config);
@@ -238,6 +243,7 @@ async fn serve(
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
     }
+    active.dec();
 }
 
 /// hyper settings for client connections.

@@ -1,0 +1,174 @@
+//! The admin listener: `/metrics`, `/healthz`, `/readyz`, `/api/v1/pools`
+//! and `/status`, on its own port (loopback by default).
+
+mod status;
+
+use crate::runtime::{Shared, Snapshot};
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// A running admin listener.
+pub struct Admin {
+    pub bind: SocketAddr,
+    pub local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Admin {
+    pub fn spawn(
+        bind: SocketAddr,
+        socket: std::net::TcpListener,
+        shared: Arc<Shared>,
+    ) -> std::io::Result<Admin> {
+        let listener = TcpListener::from_std(socket)?;
+        let local_addr = listener.local_addr()?;
+        let (stop, mut stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            let graceful = GracefulShutdown::new();
+            loop {
+                let accepted = tokio::select! {
+                    biased;
+                    _ = stopped.changed() => break,
+                    a = listener.accept() => a,
+                };
+                match accepted {
+                    Ok((stream, _)) => {
+                        let shared = shared.clone();
+                        let svc = service_fn(move |req| handle(req, shared.clone()));
+                        let conn = auto::Builder::new(TokioExecutor::new())
+                            .serve_connection(TokioIo::new(stream), svc)
+                            .into_owned();
+                        let watched = graceful.watch(conn);
+                        tokio::spawn(async move {
+                            if let Err(e) = watched.await {
+                                tracing::debug!(error = %e, "admin connection ended with an error");
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "admin accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+            drop(listener);
+            // Browsers keep admin connections open; do not wait for them long.
+            let _in_time = tokio::time::timeout(Duration::from_secs(1), graceful.shutdown()).await;
+        });
+        Ok(Admin {
+            bind,
+            local_addr,
+            stop,
+            task,
+        })
+    }
+
+    pub async fn stop(self) {
+        self.stop.send_replace(true);
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "admin task failed");
+        }
+    }
+}
+
+fn reply(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    shared: Arc<Shared>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    const TEXT: &str = "text/plain; charset=utf-8";
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Ok(reply(StatusCode::METHOD_NOT_ALLOWED, TEXT, "only GET\n"));
+    }
+    let snap = shared.snapshot();
+    Ok(match req.uri().path() {
+        "/metrics" => reply(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            shared.metrics.render(&snap),
+        ),
+        "/healthz" => reply(StatusCode::OK, TEXT, "ok\n"),
+        "/readyz" if shared.is_draining() => {
+            reply(StatusCode::SERVICE_UNAVAILABLE, TEXT, "draining\n")
+        }
+        "/readyz" => reply(StatusCode::OK, TEXT, "ready\n"),
+        "/api/v1/pools" => reply(
+            StatusCode::OK,
+            "application/json",
+            pools_json(&snap).to_string(),
+        ),
+        "/status" => reply(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            status::page(&snap),
+        ),
+        "/" => reply(
+            StatusCode::OK,
+            TEXT,
+            "sluice admin: /status /metrics /api/v1/pools /healthz /readyz\n",
+        ),
+        _ => reply(StatusCode::NOT_FOUND, TEXT, "not found\n"),
+    })
+}
+
+/// Every pool and backend with its live state.
+pub fn pools_json(snap: &Snapshot) -> serde_json::Value {
+    let pools: Vec<serde_json::Value> = snap
+        .pools
+        .values()
+        .map(|p| {
+            let backends: Vec<serde_json::Value> = p
+                .members
+                .iter()
+                .map(|m| {
+                    let b = &m.backend;
+                    let (requests, errors) = b.totals();
+                    serde_json::json!({
+                        "addr": &*b.addr,
+                        "weight": m.weight,
+                        "health": if b.is_up() { "up" } else { "down" },
+                        "health_checked": p.config.health_check.is_some(),
+                        "breaker": b.breaker.state().name(),
+                        "in_flight": b.in_flight(),
+                        "latency_ms": (b.latency_ns() / 1e6 * 1000.0).round() / 1000.0,
+                        "requests": requests,
+                        "errors": errors,
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "name": &*p.name,
+                "strategy": p.config.strategy.as_str(),
+                "backends": backends,
+            })
+        })
+        .collect();
+    serde_json::json!({ "pools": pools })
+}

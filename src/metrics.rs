@@ -1,0 +1,206 @@
+//! Prometheus metrics: the spec's families with exactly its names, types and
+//! labels, plus the process metrics of the prometheus crate.
+//!
+//! Labels stay bounded: listener, route, pool and backend values come from
+//! the config, `code` is a numeric status, and a request that matched no
+//! route is counted under route `"none"`. Nothing a client sends becomes a
+//! label. Per-backend gauges are computed from the snapshot at scrape time
+//! (and the old series dropped), so a backend removed by a reload leaves no
+//! stale series and the hot path writes no gauges.
+
+use crate::runtime::Snapshot;
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// From 0.5 ms (a proxied request on loopback) to 10 s (a slow backend).
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The route label of a request that matched no route.
+pub const NO_ROUTE: &str = "none";
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub upstream_requests: IntCounterVec,
+    pub upstream_duration: HistogramVec,
+    backend_up: IntGaugeVec,
+    backend_in_flight: IntGaugeVec,
+    breaker_state: IntGaugeVec,
+    pub rate_limited: IntCounterVec,
+    pub retries: IntCounterVec,
+    pub connections_active: IntGaugeVec,
+    pub reloads: IntCounterVec,
+    pub last_reload_success: Gauge,
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(c.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(g.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    g
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+    let h = HistogramVec::new(opts, labels).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(h.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    h
+}
+
+impl Default for Metrics {
+    /// Builds the families. The names and label sets are constants of this
+    /// file, so a failure here is a programming error caught by any test.
+    fn default() -> Metrics {
+        let r = Registry::new();
+        #[cfg(target_os = "linux")]
+        if let Err(e) = r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        )) {
+            tracing::warn!(error = %e, "process metrics unavailable");
+        }
+        let last_reload_success = Gauge::new(
+            "sluice_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful config load or reload",
+        )
+        .unwrap_or_else(|e| panic!("metric: {e}"));
+        r.register(Box::new(last_reload_success.clone()))
+            .unwrap_or_else(|e| panic!("metric: {e}"));
+        let m = Metrics {
+            requests: counter(
+                &r,
+                "sluice_requests_total",
+                "Client requests answered",
+                &["listener", "route", "code"],
+            ),
+            request_duration: histogram(
+                &r,
+                "sluice_request_duration_seconds",
+                "Time from request to the last byte of the response",
+                &["route"],
+            ),
+            upstream_requests: counter(
+                &r,
+                "sluice_upstream_requests_total",
+                "Tries sent to backends, by outcome (502/504 for failures without a response)",
+                &["pool", "backend", "code"],
+            ),
+            upstream_duration: histogram(
+                &r,
+                "sluice_upstream_request_duration_seconds",
+                "Time from sending a try to its response head (or failure)",
+                &["pool", "backend"],
+            ),
+            backend_up: gauge(
+                &r,
+                "sluice_backend_up",
+                "1 if the backend passes its health checks",
+                &["pool", "backend"],
+            ),
+            backend_in_flight: gauge(
+                &r,
+                "sluice_backend_in_flight",
+                "Requests in flight to the backend",
+                &["pool", "backend"],
+            ),
+            breaker_state: gauge(
+                &r,
+                "sluice_circuit_breaker_state",
+                "Circuit breaker state: 0 closed, 1 open, 2 half-open",
+                &["pool", "backend"],
+            ),
+            rate_limited: counter(
+                &r,
+                "sluice_rate_limited_total",
+                "Requests refused by a rate limit",
+                &["scope", "name"],
+            ),
+            retries: counter(&r, "sluice_retries_total", "Retries sent", &["pool"]),
+            connections_active: gauge(
+                &r,
+                "sluice_connections_active",
+                "Open client connections",
+                &["listener"],
+            ),
+            reloads: counter(
+                &r,
+                "sluice_config_reloads_total",
+                "Config reloads by result",
+                &["result"],
+            ),
+            last_reload_success,
+            registry: r,
+        };
+        // Both results exist from the start, at 0, so a failure rate can be
+        // computed before the first failure.
+        for result in ["success", "failure"] {
+            m.reloads.with_label_values(&[result]);
+        }
+        m
+    }
+}
+
+impl Metrics {
+    /// The request-duration histogram of a route, resolved once per snapshot.
+    pub fn route_duration(&self, route: &str) -> Histogram {
+        self.request_duration.with_label_values(&[route])
+    }
+
+    /// The config in force was loaded now (at start, or by a reload).
+    pub fn config_loaded(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        self.last_reload_success.set(now);
+    }
+
+    pub fn reload_succeeded(&self) {
+        self.reloads.with_label_values(&["success"]).inc();
+        self.config_loaded();
+    }
+
+    pub fn reload_failed(&self) {
+        self.reloads.with_label_values(&["failure"]).inc();
+    }
+
+    /// The exposition text, with the per-backend gauges read from `snap`.
+    pub fn render(&self, snap: &Snapshot) -> String {
+        self.backend_up.reset();
+        self.backend_in_flight.reset();
+        self.breaker_state.reset();
+        for pool in snap.pools.values() {
+            for m in &pool.members {
+                let labels = [&*pool.name, &*m.backend.addr];
+                self.backend_up
+                    .with_label_values(&labels)
+                    .set(i64::from(m.backend.is_up()));
+                self.backend_in_flight
+                    .with_label_values(&labels)
+                    .set(m.backend.in_flight() as i64);
+                self.breaker_state
+                    .with_label_values(&labels)
+                    .set(i64::from(m.backend.breaker.code()));
+            }
+        }
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
