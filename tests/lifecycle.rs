@@ -10,10 +10,11 @@ async fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
     let b = Backend::start("slow").await;
     b.set_delay(Duration::from_millis(1500));
     let port = free_port();
+    let admin_port = free_port();
     let path = temp_file(
         "sluice.toml",
         &format!(
-            "[runtime]\nshutdown_grace = \"10s\"\n[log]\nformat = \"text\"\n[[listener]]\nname = \"public\"\nbind = \"127.0.0.1:{port}\"\n[[route]]\npool = \"p\"\n[pool.p]\nbackends = [{{ addr = \"{}\" }}]\n",
+            "[runtime]\nshutdown_grace = \"10s\"\n[admin]\nbind = \"127.0.0.1:{admin_port}\"\n[log]\nformat = \"text\"\n[[listener]]\nname = \"public\"\nbind = \"127.0.0.1:{port}\"\n[[route]]\npool = \"p\"\n[pool.p]\nbackends = [{{ addr = \"{}\" }}]\n",
             b.addr
         ),
     );
@@ -26,7 +27,13 @@ async fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
     let c = client();
     let slow = tokio::spawn(async move { get(&c, addr, "a", "/").await });
     eventually(10, || b.requests() > before).await;
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
+    assert_eq!(get(&client(), admin, "x", "/readyz").await.status, 200);
     child.signal("TERM");
+    // Draining: not ready, while the slow request is still in flight.
+    eventually(5, || std::net::TcpStream::connect(addr).is_err()).await;
+    let ready = get(&client(), admin, "x", "/readyz").await;
+    assert_eq!((ready.status, ready.body.as_str()), (503, "draining\n"));
     let got = within(10, slow).await.unwrap();
     assert_eq!(
         got.status, 200,
