@@ -6,10 +6,13 @@ mod support;
 use std::collections::{BTreeSet, HashMap};
 use support::*;
 
-/// name -> TYPE, and every sample as (name, labels, value).
+/// One sample: name, labels, value.
+type Sample = (String, Vec<(String, String)>, f64);
+
+/// name -> TYPE, and every sample.
 struct Exposition {
     types: HashMap<String, String>,
-    samples: Vec<(String, Vec<(String, String)>, f64)>,
+    samples: Vec<Sample>,
 }
 
 fn parse(text: &str) -> Exposition {
