@@ -45,3 +45,54 @@ async fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
     // And the port is closed.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_is_one_json_line_per_request() {
+    let b = Backend::start("b").await;
+    let port = free_port();
+    let path = temp_file(
+        "sluice.toml",
+        &format!(
+            "[[listener]]\nname = \"public\"\nbind = \"127.0.0.1:{port}\"\n[[route]]\npath_prefix = \"/app\"\npool = \"p\"\n[pool.p]\nbackends = [{{ addr = \"{}\" }}]\n",
+            b.addr
+        ),
+    );
+    let mut child = Child::spawn(&["--config", path.to_str().unwrap()]);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_until_serving(addr, "/warmup", 20).await;
+    let req = http::Request::get(format!("http://{addr}/app/items?x=1"))
+        .header("host", "shop.example")
+        .header("x-request-id", "log-test-1")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    assert_eq!(send(&client(), req).await.status, 200);
+    child.signal("TERM");
+    assert_eq!(child.wait_exit(10).await, Some(0));
+    let mut out = String::new();
+    std::io::Read::read_to_string(child.0.stdout.as_mut().unwrap(), &mut out).unwrap();
+    let line = out
+        .lines()
+        .find(|l| l.contains("log-test-1"))
+        .unwrap_or_else(|| panic!("no access log line in:\n{out}"));
+    let v: serde_json::Value = serde_json::from_str(line).expect("the line is JSON");
+    assert_eq!(v["target"], "sluice::access");
+    assert!(v["timestamp"].as_str().unwrap().starts_with("20"), "{v}");
+    assert_eq!(v["request_id"], "log-test-1");
+    assert_eq!(v["client"], "127.0.0.1");
+    assert_eq!(v["method"], "GET");
+    assert_eq!(v["host"], "shop.example");
+    assert_eq!(v["path"], "/app/items");
+    assert_eq!(v["status"], 200);
+    assert_eq!(v["bytes"], 1, "the backend's body is its name, \"b\"");
+    assert!(v["duration_ms"].as_f64().unwrap() >= 0.0);
+    assert_eq!(v["route"], "p");
+    assert_eq!(v["pool"], "p");
+    assert_eq!(v["backend"], b.addr.to_string());
+    assert_eq!(v["listener"], "public");
+    // The warm-up request matched no route: logged too, as a 404.
+    assert!(
+        out.lines()
+            .any(|l| l.contains("\"path\":\"/warmup\"") && l.contains("\"status\":404")),
+        "{out}"
+    );
+}

@@ -1,0 +1,91 @@
+//! Micro-benchmarks of the per-request hot path: a backend pick for every
+//! strategy with 3, 100 and 1,000 backends, and a route match among 1,000
+//! routes. Run with `cargo bench --bench hot_path`.
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
+use sluice::backend::Backend;
+use sluice::balance::{self, hash_bytes, Member};
+use sluice::config::{HostMatch, Strategy};
+use sluice::route::Router;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn members(n: usize) -> Vec<Member> {
+    (0..n)
+        .map(|i| Member {
+            backend: Arc::new(Backend::new(
+                "bench",
+                &format!("10.{}.{}.{}:8080", i / 65536, (i / 256) % 256, i % 256),
+                Duration::from_secs(1),
+            )),
+            weight: 1 + (i % 3) as u32,
+        })
+        .collect()
+}
+
+fn picks(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let strategies = [
+        Strategy::RoundRobin,
+        Strategy::LeastConnections,
+        Strategy::LeastResponseTime,
+        Strategy::IpHash,
+        Strategy::UrlHash,
+        Strategy::Random,
+    ];
+    for n in [3usize, 100, 1000] {
+        let m = members(n);
+        for (i, b) in m.iter().enumerate() {
+            b.backend
+                .observe_latency(Duration::from_micros(200 + (i as u64 * 37) % 900));
+        }
+        let mut group = c.benchmark_group(format!("pick/{n}"));
+        for s in strategies {
+            let balancer = balance::build(s, &m);
+            let mut k = 0u64;
+            group.bench_with_input(BenchmarkId::from_parameter(s.as_str()), &s, |bench, _| {
+                bench.iter(|| {
+                    k = k.wrapping_add(1);
+                    let key = hash_bytes(&k.to_le_bytes());
+                    black_box(balancer.pick(&m, Some(key), &|_| true))
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+fn routes(c: &mut Criterion) {
+    let table: Vec<(Option<HostMatch>, String, usize)> = (0..1000)
+        .map(|i| match i % 3 {
+            0 => (
+                Some(HostMatch::Exact(format!("svc{i}.example.com"))),
+                format!("/v{}", i % 7),
+                i,
+            ),
+            1 => (
+                Some(HostMatch::Wildcard(format!(".team{i}.example.com"))),
+                "/".to_string(),
+                i,
+            ),
+            _ => (None, format!("/api/{i}"), i),
+        })
+        .collect();
+    let router = Router::new(table);
+    c.bench_function("route/1000 routes, exact host", |b| {
+        b.iter(|| black_box(router.find(Some(black_box("svc300.example.com")), "/v6/users/42")))
+    });
+    c.bench_function("route/1000 routes, wildcard host", |b| {
+        b.iter(|| black_box(router.find(Some(black_box("a.b.team301.example.com")), "/x")))
+    });
+    c.bench_function("route/1000 routes, path only", |b| {
+        b.iter(|| black_box(router.find(Some(black_box("unknown.example.org")), "/api/998/items")))
+    });
+}
+
+criterion_group!(benches, picks, routes);
+criterion_main!(benches);
