@@ -8,6 +8,7 @@ FROM rust:1-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY benches ./benches
 RUN cargo build --release --locked && strip target/release/sluice
 
 FROM debian:bookworm-slim
