@@ -49,6 +49,17 @@ impl std::fmt::Display for BindError {
 
 impl std::error::Error for BindError {}
 
+impl BindError {
+    /// Binds `addr` for the listener named `listener`, naming it on failure.
+    pub fn bind(listener: &str, addr: SocketAddr) -> Result<std::net::TcpListener, BindError> {
+        server::bind(addr).map_err(|source| BindError {
+            listener: listener.to_string(),
+            addr,
+            source,
+        })
+    }
+}
+
 /// A running sluice.
 pub struct Sluice {
     shared: Arc<Shared>,
@@ -62,22 +73,11 @@ impl Sluice {
     pub async fn start(config: Config) -> Result<Sluice, BindError> {
         let mut bound = Vec::new();
         for l in &config.listeners {
-            let socket = server::bind(l.bind).map_err(|source| BindError {
-                listener: l.name.clone(),
-                addr: l.bind,
-                source,
-            })?;
+            let socket = BindError::bind(&l.name, l.bind)?;
             bound.push((l.name.clone(), l.bind, socket));
         }
         let admin_socket = match &config.admin {
-            Some(a) => Some((
-                a.bind,
-                server::bind(a.bind).map_err(|source| BindError {
-                    listener: "admin".into(),
-                    addr: a.bind,
-                    source,
-                })?,
-            )),
+            Some(a) => Some((a.bind, BindError::bind("admin", a.bind)?)),
             None => None,
         };
         let metrics = metrics::Metrics::default();

@@ -8,7 +8,7 @@
 use crate::admin::Admin;
 use crate::config::{Config, ConfigErrors};
 use crate::runtime::Snapshot;
-use crate::server::{self, Listener};
+use crate::server::Listener;
 use crate::{BindError, Sluice};
 use std::path::Path;
 
@@ -77,14 +77,9 @@ impl Sluice {
         let mut listeners = self.listeners.lock().await;
         let mut admin = self.admin.lock().await;
         let new_admin_socket = match &config.admin {
-            Some(a) if admin.as_ref().is_none_or(|old| old.bind != a.bind) => Some((
-                a.bind,
-                server::bind(a.bind).map_err(|source| BindError {
-                    listener: "admin".into(),
-                    addr: a.bind,
-                    source,
-                })?,
-            )),
+            Some(a) if admin.as_ref().is_none_or(|old| old.bind != a.bind) => {
+                Some((a.bind, BindError::bind("admin", a.bind)?))
+            }
             _ => None,
         };
         // 1. Bind the listeners that are new (by name and bind address).
@@ -94,11 +89,7 @@ impl Sluice {
                 .iter()
                 .any(|old| old.name == l.name && old.bind == l.bind);
             if !kept {
-                let socket = server::bind(l.bind).map_err(|source| BindError {
-                    listener: l.name.clone(),
-                    addr: l.bind,
-                    source,
-                })?;
+                let socket = BindError::bind(&l.name, l.bind)?;
                 fresh.push((l.name.clone(), l.bind, socket));
             }
         }

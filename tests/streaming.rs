@@ -9,6 +9,18 @@ use support::*;
 
 const TOTAL: u64 = 512 * 1024 * 1024;
 
+/// Reads a body to its end, counting bytes, never holding more than a frame.
+async fn drain(mut body: hyper::body::Incoming) -> u64 {
+    let mut got = 0u64;
+    within(120, async {
+        while let Some(frame) = body.frame().await {
+            got += frame.unwrap().data_ref().map_or(0, |d| d.len() as u64);
+        }
+    })
+    .await;
+    got
+}
+
 fn peak_rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     status
@@ -40,15 +52,7 @@ async fn half_a_gibibyte_up_and_down_with_flat_memory() {
         .unwrap();
     let resp = within(120, c.request(req)).await.unwrap();
     assert_eq!(resp.status(), 200);
-    let mut body = resp.into_body();
-    let mut got = 0u64;
-    within(120, async {
-        while let Some(frame) = body.frame().await {
-            got += frame.unwrap().data_ref().map_or(0, |d| d.len() as u64);
-        }
-    })
-    .await;
-    assert_eq!(got, TOTAL);
+    assert_eq!(drain(resp.into_body()).await, TOTAL);
 
     // Download only.
     let resp = within(
@@ -66,15 +70,7 @@ async fn half_a_gibibyte_up_and_down_with_flat_memory() {
     .await
     .unwrap();
     assert_eq!(resp.headers()["content-length"], TOTAL.to_string());
-    let mut body = resp.into_body();
-    let mut got = 0u64;
-    within(120, async {
-        while let Some(frame) = body.frame().await {
-            got += frame.unwrap().data_ref().map_or(0, |d| d.len() as u64);
-        }
-    })
-    .await;
-    assert_eq!(got, TOTAL);
+    assert_eq!(drain(resp.into_body()).await, TOTAL);
 
     let grown_mib = (peak_rss_kib() - before) / 1024;
     // Client, sluice and backend all live in this process; 1 GiB moved.
