@@ -96,3 +96,37 @@ async fn access_log_is_one_json_line_per_request() {
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_file_and_a_bad_file_changes_nothing() {
+    let a = Backend::start("A").await;
+    let b = Backend::start("B").await;
+    let port = free_port();
+    let text = |backend: &Backend, extra: &str| {
+        format!(
+            "[log]\naccess_log = false\n[[listener]]\nname = \"public\"\nbind = \"127.0.0.1:{port}\"\n[[route]]\npool = \"p\"\n[pool.p]\nbackends = [{{ addr = \"{}\" }}]\n{extra}",
+            backend.addr
+        )
+    };
+    let path = temp_file("sluice.toml", &text(&a, ""));
+    let mut child = Child::spawn(&["--config", path.to_str().unwrap()]);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert_eq!(wait_until_serving(addr, "/", 20).await.body, "A");
+    // A broken file: SIGHUP changes nothing.
+    std::fs::write(&path, "[[listener]]\nbind = 5\n").unwrap();
+    child.signal("HUP");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(get(&client(), addr, "x", "/").await.body, "A");
+    // A good one: the new backend serves, on the same socket.
+    std::fs::write(&path, text(&b, "")).unwrap();
+    child.signal("HUP");
+    let c = client();
+    within(10, async {
+        while get(&c, addr, "x", "/").await.body != "B" {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    child.signal("TERM");
+    assert_eq!(child.wait_exit(10).await, Some(0));
+}
