@@ -2,13 +2,23 @@
 //! in the log format of the config (JSON by default).
 
 use crate::proxy::body::AccessRecord;
+use crate::runtime::Route;
 use crate::server::ConnInfo;
 use std::time::Duration;
 
 pub const TARGET: &str = "sluice::access";
 
 /// Writes the line for a request that reached the request path.
-pub fn write(conn: &ConnInfo, r: &AccessRecord, bytes: u64, duration: Duration, aborted: bool) {
+#[allow(clippy::too_many_arguments)]
+pub fn write(
+    conn: &ConnInfo,
+    r: &AccessRecord,
+    route: Option<&Route>,
+    status: http::StatusCode,
+    bytes: u64,
+    duration: Duration,
+    aborted: bool,
+) {
     tracing::info!(
         target: TARGET,
         request_id = %r.request_id,
@@ -17,11 +27,11 @@ pub fn write(conn: &ConnInfo, r: &AccessRecord, bytes: u64, duration: Duration, 
         method = %r.method,
         host = %r.host,
         path = %r.path,
-        status = r.status,
+        status = status.as_u16(),
         bytes,
         duration_ms = duration.as_secs_f64() * 1000.0,
-        route = r.route.as_deref().unwrap_or("-"),
-        pool = r.pool.as_deref().unwrap_or("-"),
+        route = route.map_or("-", |r| &*r.name),
+        pool = route.map_or("-", |r| &*r.pool.name),
         backend = r.backend.as_deref().unwrap_or("-"),
         attempts = r.attempts,
         aborted,

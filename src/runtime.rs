@@ -18,7 +18,6 @@ use crate::route::Router;
 use arc_swap::ArcSwap;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::Uri;
-use ipnet::IpNet;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -31,6 +30,9 @@ pub struct Pool {
     pub members: Vec<Member>,
     /// Per member: the resolved address as a URI authority.
     authorities: Vec<Authority>,
+    /// Per member: its `sluice_upstream_request_duration_seconds` series,
+    /// resolved once here rather than looked up on every try.
+    pub upstream_duration: Vec<prometheus::Histogram>,
     balancer: Box<dyn Balancer>,
     pub breaker: Option<breaker::Settings>,
     /// Requests and retries of the last 10 s, for `retry.budget_ratio`.
@@ -46,7 +48,7 @@ pub enum Refusal {
 }
 
 impl Pool {
-    fn build(config: &PoolConfig, previous: Option<&Pool>) -> Pool {
+    fn build(config: &PoolConfig, previous: Option<&Pool>, metrics: &Metrics) -> Pool {
         let name: Arc<str> = config.name.as_str().into();
         let mut members = Vec::with_capacity(config.backends.len());
         let mut authorities = Vec::with_capacity(config.backends.len());
@@ -71,7 +73,16 @@ impl Pool {
             );
         }
         let balancer = balance::build(config.strategy, &members);
+        let upstream_duration = members
+            .iter()
+            .map(|m| {
+                metrics
+                    .upstream_duration
+                    .with_label_values(&[&*name, &*m.backend.addr])
+            })
+            .collect();
         Pool {
+            upstream_duration,
             name,
             config: config.clone(),
             members,
@@ -207,7 +218,7 @@ impl Snapshot {
             .iter()
             .map(|p| {
                 let prev = previous.and_then(|s| s.pools.get(&p.name)).map(|p| &**p);
-                (p.name.clone(), Arc::new(Pool::build(p, prev)))
+                (p.name.clone(), Arc::new(Pool::build(p, prev, metrics)))
             })
             .collect();
         let routes: Vec<Arc<Route>> = config
@@ -293,10 +304,6 @@ impl Snapshot {
     /// The view for a listener by name (the fallback if a reload removed it).
     pub fn listener(&self, name: &str) -> &ListenerView {
         self.listeners.get(name).unwrap_or(&self.fallback)
-    }
-
-    pub fn trusted_proxies(&self, listener: &str) -> &[IpNet] {
-        &self.listener(listener).config.trusted_proxies
     }
 }
 

@@ -84,11 +84,8 @@ pub struct AccessRecord {
     pub method: String,
     pub host: String,
     pub path: String,
-    pub route: Option<Arc<str>>,
-    pub pool: Option<Arc<str>>,
     pub backend: Option<Arc<str>>,
     pub client: String,
-    pub status: u16,
     pub attempts: u32,
 }
 
@@ -128,6 +125,8 @@ impl Drop for Completion {
             crate::accesslog::write(
                 &self.conn,
                 &record,
+                self.route.as_deref(),
+                self.status,
                 self.bytes,
                 self.start.elapsed(),
                 self.aborted,
@@ -159,13 +158,6 @@ impl ResponseBody {
     pub fn stream(b: Incoming) -> ResponseBody {
         ResponseBody {
             inner: Inner::Stream(b),
-            done: None,
-        }
-    }
-
-    pub fn empty() -> ResponseBody {
-        ResponseBody {
-            inner: Inner::Full(None),
             done: None,
         }
     }

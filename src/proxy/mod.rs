@@ -53,15 +53,14 @@ pub async fn handle(
                 .to_string(),
             path: req.uri().path().to_string(),
             client: conn.peer.ip().to_string(),
-            // What the log says if the client leaves before any answer
-            // (nginx's 499).
-            status: 499,
             ..Default::default()
         })
     });
     let mut done = Completion {
         conn: conn.clone(),
         route: None,
+        // What is counted and logged if the client leaves before any
+        // answer (nginx's 499).
         status: http::StatusCode::from_u16(499).unwrap_or(http::StatusCode::BAD_REQUEST),
         lease: None,
         record,
@@ -77,9 +76,6 @@ pub async fn handle(
         }
     };
     done.status = resp.status();
-    if let Some(r) = done.record.as_mut() {
-        r.status = resp.status().as_u16();
-    }
     resp.body_mut().set_completion(done);
     Ok(resp)
 }
@@ -103,10 +99,6 @@ async fn forward(
         )
         .ok_or(ProxyError::NoRoute)?;
     done.route = Some(route.clone());
-    if let Some(r) = done.record.as_mut() {
-        r.route = Some(route.name.clone());
-        r.pool = Some(route.pool.name.clone());
-    }
     let pool = &route.pool;
     let client_ip =
         headers::client_ip(conn.peer.ip(), &parts.headers, &view.config.trusted_proxies);
@@ -210,15 +202,11 @@ async fn forward(
             Ok(r) => r.status(),
             Err(e) => e.status(),
         };
-        let labels = [&*pool.name, &*backend.addr];
         metrics
             .upstream_requests
-            .with_label_values(&[labels[0], labels[1], code.as_str()])
+            .with_label_values(&[&*pool.name, &*backend.addr, code.as_str()])
             .inc();
-        metrics
-            .upstream_duration
-            .with_label_values(&labels)
-            .observe(rtt.as_secs_f64());
+        pool.upstream_duration[i].observe(rtt.as_secs_f64());
 
         if let Some(policy) =
             retry_policy.filter(|p| retryable && kept.is_some() && retries < p.attempts)

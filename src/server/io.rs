@@ -100,10 +100,6 @@ impl<T> ConnIo<T> {
         }
     }
 
-    pub fn get_ref(&self) -> &T {
-        &self.inner
-    }
-
     fn arm(&mut self, after: Duration) {
         self.timer.as_mut().reset(Instant::now() + after);
         self.armed = true;
