@@ -106,6 +106,8 @@ impl Sluice {
             Some(&previous),
             &self.shared.metrics,
         ));
+        // Start checkers for new backends, retune kept ones, stop removed ones.
+        self.reconcile_checkers();
         // 3. Start the new listeners, drain the removed ones.
         let (kept, removed): (Vec<Listener>, Vec<Listener>) = std::mem::take(&mut *listeners)
             .into_iter()

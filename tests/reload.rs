@@ -229,3 +229,22 @@ async fn fifty_reloads_under_keep_alive_load_lose_nothing() {
     assert!(ok > 200, "the load was too light to mean anything: {ok}");
     assert!(b.requests() > 0, "the reloaded-in backend served");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_backends_checker_stops() {
+    let a = Backend::start("A").await;
+    let b = Backend::start("B").await;
+    let checks = "[pool.p.health_check]\ninterval = \"20ms\"\n";
+    let s = start(&base(&[&a, &b], checks)).await;
+    eventually(5, || b.checks() >= 3 && a.checks() >= 3).await;
+    reload(&s, &base(&[&a], checks)).await;
+    // At most one check of B was already under way.
+    let after = b.checks();
+    let a_after = a.checks();
+    eventually(5, || a.checks() >= a_after + 5).await;
+    assert!(
+        b.checks() <= after + 1,
+        "B still checked: {after} -> {}",
+        b.checks()
+    );
+}

@@ -305,3 +305,24 @@ async fn a_backend_at_max_in_flight_is_skipped() {
     a.set_hang(false);
     assert_eq!(within(5, parked).await.unwrap().body, "A");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_check_never_delays_another_backends_checks() {
+    let a = Backend::start("A").await;
+    let b = Backend::start("B").await;
+    a.set_health_hang(true);
+    b.set_health_status(503);
+    let checks =
+        "[pool.p.health_check]\ninterval = \"50ms\"\ntimeout = \"30s\"\nunhealthy_threshold = 3\n";
+    let s = sluice(&config("round_robin", &[(&a, 1), (&b, 1)], checks)).await;
+    let addr = addr(&s, "public").await;
+    // A's first check hangs for its whole 30 s timeout; B is checked on
+    // schedule all the same and taken out.
+    eventually(5, || b.checks() >= 4).await;
+    assert_eq!(a.checks(), 1, "A's check is still hanging");
+    let c = client();
+    for _ in 0..4 {
+        assert_eq!(who(&c, addr).await.body, "A");
+    }
+    a.set_health_hang(false);
+}

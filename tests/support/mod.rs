@@ -57,6 +57,7 @@ pub struct Backend {
     pub addr: SocketAddr,
     status: AtomicU16,
     health_status: AtomicU16,
+    health_hang: AtomicBool,
     delay_ms: AtomicU64,
     hang: AtomicBool,
     requests: AtomicUsize,
@@ -76,6 +77,7 @@ impl Backend {
             addr: listener.local_addr().unwrap(),
             status: AtomicU16::new(200),
             health_status: AtomicU16::new(200),
+            health_hang: AtomicBool::new(false),
             delay_ms: AtomicU64::new(0),
             hang: AtomicBool::new(false),
             requests: AtomicUsize::new(0),
@@ -109,6 +111,10 @@ impl Backend {
     pub fn set_health_status(&self, s: u16) {
         self.health_status.store(s, Ordering::SeqCst);
     }
+    /// Makes `/healthz` never answer (until set back).
+    pub fn set_health_hang(&self, h: bool) {
+        self.health_hang.store(h, Ordering::SeqCst);
+    }
     pub fn set_delay(&self, d: Duration) {
         self.delay_ms.store(d.as_millis() as u64, Ordering::SeqCst);
     }
@@ -139,6 +145,9 @@ impl Backend {
     {
         if req.uri().path() == "/healthz" {
             self.checks.fetch_add(1, Ordering::SeqCst);
+            while self.health_hang.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
             let mut resp = Response::new(
                 Full::new(Bytes::from_static(b"ok"))
                     .map_err(|never| match never {})
