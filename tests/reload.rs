@@ -231,7 +231,7 @@ async fn fifty_reloads_under_keep_alive_load_lose_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_removed_backends_checker_stops() {
+async fn checkers_follow_reloads_removed_stop_added_start() {
     let a = Backend::start("A").await;
     let b = Backend::start("B").await;
     let checks = "[pool.p.health_check]\ninterval = \"20ms\"\n";
@@ -247,4 +247,8 @@ async fn a_removed_backends_checker_stops() {
         "B still checked: {after} -> {}",
         b.checks()
     );
+    // And a backend a reload adds is checked from then on.
+    let c = Backend::start("C").await;
+    reload(&s, &base(&[&a, &c], checks)).await;
+    eventually(5, || c.checks() >= 3).await;
 }
