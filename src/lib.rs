@@ -21,6 +21,7 @@ pub mod reload;
 pub mod route;
 pub mod runtime;
 pub mod server;
+pub mod tls;
 
 use config::Config;
 use runtime::{Shared, Snapshot};

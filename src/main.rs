@@ -54,6 +54,9 @@ fn main() -> ExitCode {
 fn check(path: &Path) -> ExitCode {
     match Config::load(path) {
         Ok(config) => {
+            for w in &config.warnings {
+                println!("{}: warning: {w}", path.display());
+            }
             println!("{}: {}", path.display(), config.summary());
             ExitCode::SUCCESS
         }
@@ -102,6 +105,9 @@ fn run(path: &Path) -> ExitCode {
         }
     };
     sluice::logging::init(&config.log);
+    for w in &config.warnings {
+        tracing::warn!(file = %path.display(), warning = %w, "config warning");
+    }
     let rt = match runtime(config.runtime.worker_threads) {
         Ok(rt) => rt,
         Err(e) => {

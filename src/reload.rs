@@ -46,7 +46,12 @@ impl Sluice {
                 }]))
             });
         match loaded {
-            Ok(config) => self.reload(config).await.map_err(ReloadError::Bind),
+            Ok(config) => {
+                for w in &config.warnings {
+                    tracing::warn!(file = %path.display(), warning = %w, "config warning");
+                }
+                self.reload(config).await.map_err(ReloadError::Bind)
+            }
             Err(errors) => {
                 for e in &errors.0 {
                     tracing::error!(file = %path.display(), error = %e, "invalid config; the old config keeps serving");

@@ -285,6 +285,7 @@ impl Snapshot {
                     max_connections: 10000,
                     trusted_proxies: Vec::new(),
                     certificates: Vec::new(),
+                    tls: None,
                 }),
             router: router_for(None),
         };

@@ -69,6 +69,9 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// Sorted by name.
     pub pools: Vec<PoolConfig>,
+    /// What is legal but probably wrong (an expired certificate): `--check`
+    /// prints these and a reload logs them, and the config is used anyway.
+    pub warnings: Vec<ConfigError>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -107,6 +110,8 @@ pub struct ListenerConfig {
     pub max_connections: usize,
     pub trusted_proxies: Vec<IpNet>,
     pub certificates: Vec<CertificateConfig>,
+    /// The certificates, loaded; `Some` exactly when `certificates` is not empty.
+    pub tls: Option<crate::tls::ListenerTls>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

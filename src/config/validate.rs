@@ -131,7 +131,8 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
         access_log: raw.log.access_log.unwrap_or(true),
     };
 
-    let listeners = validate_listeners(&mut e, &raw.listener, admin.as_ref());
+    let mut warnings = Errors(Vec::new());
+    let listeners = validate_listeners(&mut e, &mut warnings, &raw.listener, admin.as_ref());
     let pools = validate_pools(&mut e, &raw.pool);
     let routes = validate_routes(&mut e, &raw.route, &listeners, &raw.pool);
 
@@ -143,14 +144,77 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
             listeners,
             routes,
             pools,
+            warnings: warnings.0,
         })
     } else {
         Err(ConfigErrors(e.0))
     }
 }
 
+/// Loads a listener's certificates (read errors name the `cert` or `key`
+/// key of the entry) and makes its rustls settings. An expired certificate
+/// is a warning: it may be about to be replaced, and refusing to start would
+/// turn a stale certificate into an outage.
+fn load_certificates(
+    p: &str,
+    certificates: &[CertificateConfig],
+    e: &mut Errors,
+    warnings: &mut Errors,
+) -> Option<crate::tls::ListenerTls> {
+    use crate::tls::{CertError, Certificate};
+    if certificates.is_empty() {
+        return None;
+    }
+    let mut loaded = Vec::new();
+    for (j, c) in certificates.iter().enumerate() {
+        match Certificate::load(&c.cert, &c.key) {
+            Ok(cert) => {
+                if cert.expired_at(std::time::SystemTime::now()) {
+                    warnings.push(
+                        format!("{p}.certificates[{j}].cert"),
+                        format!(
+                            "certificate {} has expired (not after {})",
+                            c.cert.display(),
+                            humantime::format_rfc3339_seconds(
+                                std::time::UNIX_EPOCH
+                                    + Duration::from_secs(cert.not_after.max(0) as u64)
+                            )
+                        ),
+                    );
+                }
+                if cert.names.is_empty() {
+                    warnings.push(
+                        format!("{p}.certificates[{j}].cert"),
+                        format!(
+                            "certificate {} names no DNS host; it is served only as the default",
+                            c.cert.display()
+                        ),
+                    );
+                }
+                loaded.push(std::sync::Arc::new(cert));
+            }
+            Err(CertError::Cert(m)) => e.push(format!("{p}.certificates[{j}].cert"), m),
+            Err(CertError::Key(m)) => e.push(format!("{p}.certificates[{j}].key"), m),
+        }
+    }
+    if loaded.len() != certificates.len() {
+        return None;
+    }
+    match crate::tls::server_config(&loaded) {
+        Ok(server) => Some(crate::tls::ListenerTls {
+            certificates: loaded,
+            server,
+        }),
+        Err(m) => {
+            e.push(format!("{p}.certificates"), m);
+            None
+        }
+    }
+}
+
 fn validate_listeners(
     e: &mut Errors,
+    warnings: &mut Errors,
     raw: &[RawListener],
     admin: Option<&AdminConfig>,
 ) -> Vec<ListenerConfig> {
@@ -226,13 +290,7 @@ fn validate_listeners(
                 certificates.push(CertificateConfig { cert, key });
             }
         }
-        if !certificates.is_empty() {
-            // Refuse rather than serve plaintext on a port meant for TLS.
-            e.push(
-                format!("{p}.certificates"),
-                "TLS termination is not available in this version of sluice",
-            );
-        }
+        let tls = load_certificates(&p, &certificates, e, warnings);
         out.push(ListenerConfig {
             name,
             bind,
@@ -258,6 +316,7 @@ fn validate_listeners(
             ) as usize,
             trusted_proxies: trusted,
             certificates,
+            tls,
         });
     }
     out

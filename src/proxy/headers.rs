@@ -82,7 +82,18 @@ pub struct Forwarded<'a> {
 
 /// Rewrites a request's headers for the backend.
 pub fn rewrite_request(headers: &mut HeaderMap, fwd: &Forwarded<'_>) {
+    // `TE: trailers` says the client takes trailers (gRPC needs it); it is
+    // the one TE value passed on, as Envoy does. Other codings are hop-local.
+    let trailers = headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
     remove_hop_by_hop(headers);
+    if trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
     // Append the peer to any X-Forwarded-For chain (several headers count as
     // one list, RFC 9110 section 5.3).
     let peer = fwd.peer.to_string();
@@ -203,9 +214,10 @@ mod tests {
                 request_id: &id,
             },
         );
-        for gone in ["connection", "x-secret", "keep-alive", "te"] {
+        for gone in ["connection", "x-secret", "keep-alive"] {
             assert!(!h.contains_key(gone), "{gone}");
         }
+        assert_eq!(h["te"], "trailers");
         assert_eq!(h["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 9.9.9.9");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "a.com");

@@ -9,6 +9,7 @@ pub mod error;
 pub mod headers;
 pub mod request_id;
 pub mod retry;
+pub mod upgrade;
 
 use crate::balance::hash_bytes;
 use crate::config::{HashKey, Strategy};
@@ -120,6 +121,12 @@ async fn forward(
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let key = hash_key(pool, client_ip, &pq);
 
+    // A WebSocket handshake keeps its Upgrade headers and hands over the
+    // client connection when the backend agrees (see `upgrade`).
+    let websocket = upgrade::websocket(&parts);
+    let client_upgrade = websocket
+        .as_ref()
+        .and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
     headers::rewrite_request(
         &mut parts.headers,
         &headers::Forwarded {
@@ -129,6 +136,9 @@ async fn forward(
             request_id,
         },
     );
+    if let Some(u) = &websocket {
+        upgrade::restore_headers(&mut parts.headers, u.clone());
+    }
     parts.version = Version::HTTP_11;
     parts.extensions = http::Extensions::new();
 
@@ -227,7 +237,31 @@ async fn forward(
                 return Ok(client_response(resp, request_id));
             }
         }
-        let resp = outcome?;
+        let mut resp = outcome?;
+        if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+            // Only an upgrade the client asked for may be switched to.
+            let Some(client_upgrade) = client_upgrade else {
+                return Err(ProxyError::Upstream(
+                    "backend switched protocols unasked".into(),
+                ));
+            };
+            let upgrade_header = resp.headers().get(http::header::UPGRADE).cloned();
+            let backend_upgrade = hyper::upgrade::on(&mut resp);
+            // From here the client's bytes belong to the tunnel, not to a
+            // next request head.
+            conn.set_upgraded();
+            tokio::spawn(upgrade::tunnel(
+                client_upgrade,
+                backend_upgrade,
+                lease,
+                view.config.idle_timeout,
+            ));
+            let mut resp = client_response(resp, request_id);
+            if let Some(u) = upgrade_header {
+                upgrade::restore_headers(resp.headers_mut(), u);
+            }
+            return Ok(resp);
+        }
         done.lease = Some(lease);
         return Ok(client_response(resp, request_id));
     }

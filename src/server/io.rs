@@ -225,6 +225,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for ConnIo<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.info.is_upgraded() {
+            // A WebSocket tunnel: its own idle timer governs it.
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
         if matches!(
             this.phase,
             Phase::Rejecting { .. } | Phase::Draining { .. } | Phase::Closed

@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Waker;
 use std::time::Duration;
@@ -35,6 +35,8 @@ pub struct ConnInfo {
     /// end: hyper may not poll the read side again by itself, and the idle
     /// timer has to be armed when the connection goes idle.
     idle_waker: Mutex<Option<Waker>>,
+    /// Switched protocols (WebSocket): the bytes now belong to a tunnel.
+    upgraded: AtomicBool,
 }
 
 impl ConnInfo {
@@ -47,6 +49,7 @@ impl ConnInfo {
             in_progress: AtomicU32::new(0),
             idle_epoch: AtomicU64::new(0),
             idle_waker: Mutex::new(None),
+            upgraded: AtomicBool::new(false),
         }
     }
 
@@ -72,6 +75,14 @@ impl ConnInfo {
                 _ => *slot = Some(waker.clone()),
             }
         }
+    }
+
+    pub fn set_upgraded(&self) {
+        self.upgraded.store(true, Ordering::Release);
+    }
+
+    pub fn is_upgraded(&self) -> bool {
+        self.upgraded.load(Ordering::Acquire)
     }
 
     pub fn requests_in_progress(&self) -> u32 {
@@ -225,25 +236,61 @@ async fn serve(
         tracing::debug!(error = %e, "set_nodelay failed");
     }
     let config = shared.snapshot().listener(&listener).config.clone();
-    let limits = io::Limits {
-        header_read_timeout: config.header_read_timeout,
-        idle_timeout: config.idle_timeout,
-        max_header_bytes: config.max_header_bytes,
-    };
     let active = shared
         .metrics
         .connections_active
         .with_label_values(&[&*listener]);
     active.inc();
-    let info = Arc::new(ConnInfo::new(listener, peer, false, shared));
-    let io = TokioIo::new(io::ConnIo::new(stream, info.clone(), limits, false));
-    let builder = connection_builder(&config);
+    match &config.tls {
+        None => {
+            let info = Arc::new(ConnInfo::new(listener, peer, false, shared));
+            serve_io(stream, info, &config, false, watcher).await;
+        }
+        Some(tls) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.server.clone());
+            // A handshake must finish within header_read_timeout, so
+            // half-open handshakes cannot pile up (the slowloris of TLS).
+            match tokio::time::timeout(config.header_read_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                    let info = Arc::new(ConnInfo::new(listener, peer, true, shared));
+                    serve_io(stream, info, &config, h2, watcher).await;
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
+                }
+                Err(_) => {
+                    tracing::debug!(peer = %peer, "TLS handshake timed out");
+                }
+            }
+        }
+    }
+    active.dec();
+}
+
+/// Serves one connection's requests over a plain or TLS stream.
+async fn serve_io<T>(
+    stream: T,
+    info: Arc<ConnInfo>,
+    config: &crate::config::ListenerConfig,
+    h2: bool,
+    watcher: Watcher,
+) where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let limits = io::Limits {
+        header_read_timeout: config.header_read_timeout,
+        idle_timeout: config.idle_timeout,
+        max_header_bytes: config.max_header_bytes,
+    };
+    let peer = info.peer;
+    let io = TokioIo::new(io::ConnIo::new(stream, info.clone(), limits, h2));
+    let builder = connection_builder(config);
     let service = service_fn(move |req| crate::proxy::handle(req, info.clone()));
     let conn = builder.serve_connection_with_upgrades(io, service);
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
     }
-    active.dec();
 }
 
 /// hyper settings for client connections.

@@ -3,6 +3,8 @@
 //! listener is on 127.0.0.1 port 0; every wait is bounded.
 #![allow(dead_code)]
 
+pub mod tls;
+
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
