@@ -16,8 +16,12 @@ RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin slui
  && mkdir -p /etc/sluice
 COPY --from=build /src/target/release/sluice /usr/local/bin/sluice
 COPY config/sluice.toml /etc/sluice/sluice.toml
+# The example's self-signed certificate; relative certificate paths in the
+# config resolve against the working directory.
+COPY config/certs /etc/sluice/config/certs
+WORKDIR /etc/sluice
 USER sluice
-EXPOSE 8080 9901
+EXPOSE 8080 8443 9901
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/sluice"]
 CMD ["--config", "/etc/sluice/sluice.toml"]

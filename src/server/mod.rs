@@ -308,6 +308,12 @@ fn connection_builder(config: &crate::config::ListenerConfig) -> auto::Builder<T
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(256)
+        // Flow control: 1 MiB per stream, 4 MiB per connection bounds what
+        // one client can make sluice buffer; large enough for full speed
+        // on a low-latency path.
+        .initial_stream_window_size(1 << 20)
+        .initial_connection_window_size(4 << 20)
+        .max_send_buf_size(1 << 20)
         .max_header_list_size(config.max_header_bytes as u32)
         // Rapid-reset guard: a client that opens and resets streams faster
         // than they are served is cut off.
