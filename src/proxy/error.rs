@@ -26,6 +26,9 @@ pub enum ProxyError {
     Upstream(BoxedSource),
     /// No response head within the pool's request_timeout.
     Timeout,
+    /// Refused by the connection's framing layer (malformed or ambiguous
+    /// framing, a limit, a stall); the connection closes after the answer.
+    Rejected(crate::server::framing::Reject),
 }
 
 pub type BoxedSource = Box<dyn std::error::Error + Send + Sync>;
@@ -39,6 +42,9 @@ impl ProxyError {
             ProxyError::NoBackend { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect(_) | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Rejected(r) => {
+                StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST)
+            }
         }
     }
 
@@ -51,6 +57,7 @@ impl ProxyError {
             ProxyError::Connect(_) => "backend unreachable",
             ProxyError::Upstream(_) => "backend sent a broken response",
             ProxyError::Timeout => "backend too slow",
+            ProxyError::Rejected(r) => r.reason,
         }
     }
 
@@ -80,6 +87,11 @@ impl ProxyError {
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
         h.insert("x-request-id", request_id.clone());
+        // After a malformed request, the connection's state is in doubt
+        // (as nginx does, close it).
+        if let ProxyError::Rejected(_) | ProxyError::BadRequest(_) = self {
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let Some(after) = self.retry_after() {
             // Whole seconds, rounded up: Retry-After: 0 would invite a storm.
             let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);

@@ -35,6 +35,15 @@ pub async fn handle(
     req: Request<Incoming>,
     conn: Arc<ConnInfo>,
 ) -> Result<Response<ResponseBody>, Infallible> {
+    // A request the framing layer refused: hyper was handed a stand-in.
+    if req.uri().path() == crate::server::io::REJECTED_PATH {
+        if let Some(r) = conn.rejection() {
+            let id = request_id::generate();
+            crate::accesslog::rejected(&conn, r.status, &id);
+            let header = HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("-"));
+            return Ok(ProxyError::Rejected(r).response(&header));
+        }
+    }
     // The completion guard exists from the first line: if the client goes
     // away and hyper drops this future, the request is still logged and the
     // connection still learns it ended.
@@ -152,7 +161,12 @@ async fn forward(
     let replayable = retry_policy.is_some_and(|r| r.attempts > 0)
         && retry::replay_safe(&parts.method, &parts.headers);
     let (kept, mut once) = if replayable {
-        match retry::keep_body(body).await {
+        let kept = retry::keep_body(body).await;
+        // The body broke the framing rules or stalled: nothing is sent.
+        if let Some(r) = conn.rejection() {
+            return Err(ProxyError::Rejected(r));
+        }
+        match kept {
             retry::Kept::Whole(b) => (Some(b), None),
             retry::Kept::Once(b) => (None, Some(b)),
         }
@@ -201,6 +215,16 @@ async fn forward(
         let rtt = lease.observe();
         let outcome = match sent {
             Ok(Ok(resp)) => Ok(resp),
+            // The client's body broke off (framing error, stall): the
+            // client's fault, not the backend's.
+            Ok(Err(_)) if conn.has_rejection() => {
+                return Err(ProxyError::Rejected(conn.rejection().unwrap_or(
+                    crate::server::framing::Reject {
+                        status: 400,
+                        reason: "malformed request body",
+                    },
+                )))
+            }
             Ok(Err(e)) if e.is_connect() => Err(ProxyError::Connect(Box::new(e))),
             Ok(Err(e)) => Err(ProxyError::Upstream(Box::new(e))),
             Err(_) => Err(ProxyError::Timeout),

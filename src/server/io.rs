@@ -1,22 +1,33 @@
-//! The client connection's byte stream, under hyper: it enforces the
-//! listener's time and size limits on the request head, which hyper alone
-//! does not do the way an edge proxy must.
+//! The client connection's byte stream, under hyper. For HTTP/1 it is a
+//! framing layer: it follows every request on the raw bytes, holds each
+//! request head back until it is complete and checked (`framing`), follows
+//! the body to find where the next head starts, and enforces the listener's
+//! limits on what the client controls.
 //!
-//! - `header_read_timeout`: from the first byte of a request head (from
-//!   accept, for the first request) until its end; on expiry sluice answers
-//!   408 and closes. hyper's own timer closes without a response.
+//! - A head that is malformed, ambiguous or too large never reaches hyper.
+//!   In its place hyper gets a small synthetic request that sluice's own
+//!   handler answers with the status (400, 408, 414, 431) and
+//!   `Connection: close`. Going through hyper keeps the answers in order on
+//!   a pipelined connection. The rejected head and everything after it are
+//!   discarded, so nothing of a rejected request reaches a backend.
+//! - A chunked body with a framing error: when the error arrives in the
+//!   same read as its head, the head is withdrawn before hyper sees it and
+//!   the request is rejected whole. Later, the request is already on its way
+//!   to a backend, so it is aborted. The client gets 400 and a close, and
+//!   the backend's connection is discarded with the truncated request.
+//! - `header_read_timeout`: from the first byte of a head (from accept for
+//!   the first request) until its end; on expiry: 408 and close.
 //! - `idle_timeout`: a keep-alive connection with no request in progress is
-//!   closed after this long. hyper has no such timer for HTTP/1.
-//! - `max_header_bytes`: a head longer than this gets 431 with sluice's
-//!   text/plain body naming a request id, exactly at the configured size
-//!   (hyper's buffer limit is coarser and answers with an empty body).
+//!   closed after this long. A request body that stalls this long gets 408,
+//!   and a response the client does not read for this long is abandoned.
+//! - After a rejection, closing is lingering: sluice half-closes, then
+//!   drains what the client still sends for a moment, so the client reads
+//!   the answer instead of a reset.
 //!
-//! The wrapper sees the raw head bytes as they are read and tracks where
-//! each head ends; whether a request is in progress comes from `ConnInfo`,
-//! which the request path updates. After answering 408/431 it half-closes
-//! and drains what the client still sends for a moment (a lingering close),
-//! so the client reads the response instead of a reset.
+//! HTTP/2 (prior knowledge or ALPN) passes through; hyper's h2 enforces its
+//! own framing. Only the idle timer applies.
 
+use super::framing::{self, BodyKind, Chunked, Reject};
 use super::ConnInfo;
 use std::future::Future;
 use std::io;
@@ -30,6 +41,12 @@ use tokio::time::{Instant, Sleep};
 /// How long, and how much, a rejected connection is drained before closing.
 const LINGER_TIME: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 1 << 20;
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The request hyper is given in place of a rejected one; the handler knows
+/// it by this path together with the connection's rejection.
+pub const REJECTED_PATH: &str = "/.sluice/rejected";
+const SYNTHETIC: &[u8] = b"GET /.sluice/rejected HTTP/1.1\r\nhost: sluice.invalid\r\n\r\n";
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -38,181 +55,401 @@ pub struct Limits {
     pub max_header_bytes: usize,
 }
 
-enum Phase {
-    /// Between requests: no byte of the next head yet.
-    Idle,
-    /// Reading a head: bytes so far, and the line-end scanner's state.
+enum Framing {
+    /// Collecting a head: its bytes so far, the CRLFCRLF scanner's
+    /// progress, whether the last byte was CR, and when its first byte came.
     Head {
-        bytes: usize,
-        nl: u8,
+        held: Vec<u8>,
+        progress: u8,
+        cr: bool,
+        since: Option<Instant>,
     },
-    /// A head was complete; waiting for the request (started in `epoch`) to end.
-    InRequest {
-        epoch: u64,
+    /// A body of this many more bytes.
+    Length(u64),
+    Chunked(Box<Chunked>),
+    /// After an upgrade request: later bytes wait in `stash` until the
+    /// request either switches protocols or ends.
+    AwaitUpgrade {
+        stash: Vec<u8>,
     },
-    /// Writing a rejection, then draining.
-    Rejecting {
-        response: Vec<u8>,
-        written: usize,
-    },
-    Draining {
-        until: Instant,
-        drained: usize,
-    },
-    Closed,
+    /// HTTP/2, or a switched (WebSocket) connection: no checks.
+    Raw,
+    /// Rejected: what the client sends is discarded.
+    Rejected,
+    /// A body framing error after its head went to hyper.
+    Failed(io::ErrorKind),
+}
+
+impl Framing {
+    fn head() -> Framing {
+        Framing::Head {
+            held: Vec::new(),
+            progress: 0,
+            cr: false,
+            since: None,
+        }
+    }
+}
+
+/// What the read timer is counting, if anything.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    None,
+    Head(Instant),
+    Idle(Instant),
+    Body(Instant),
+}
+
+enum Linger {
+    No,
+    Draining { until: Instant, drained: usize },
+    Done,
 }
 
 pub struct ConnIo<T> {
     inner: T,
     info: Arc<ConnInfo>,
     limits: Limits,
-    phase: Phase,
-    /// HTTP/2 (prior knowledge or ALPN): no head scanning, only the idle timer.
+    framing: Framing,
+    /// Checked bytes waiting to be handed to hyper.
+    pending: Vec<u8>,
+    pending_pos: usize,
+    /// Where in `pending` the last head released starts, while nothing of
+    /// it has been handed over: a body error can still withdraw it.
+    withdrawable: Option<usize>,
+    /// No head finished yet on this connection.
+    first: bool,
     h2: bool,
-    first_read: bool,
+    accepted: Instant,
+    /// The idle epoch last seen, and since when the connection is idle.
+    epoch: u64,
+    idle_since: Instant,
+    /// A head was handed over and its request has not ended yet (the idle
+    /// epoch has not moved past `request_epoch`).
+    in_request: bool,
+    request_epoch: u64,
     timer: Pin<Box<Sleep>>,
-    armed: bool,
-    /// For HTTP/2: the idle epoch the timer was armed in.
-    armed_epoch: u64,
+    armed: Timer,
+    write_timer: Pin<Box<Sleep>>,
+    write_armed: bool,
+    linger: Linger,
 }
 
 impl<T> ConnIo<T> {
     pub fn new(inner: T, info: Arc<ConnInfo>, limits: Limits, h2: bool) -> ConnIo<T> {
+        let now = Instant::now();
         ConnIo {
             inner,
             info,
             limits,
-            // The first head is due header_read_timeout after accept.
-            phase: if h2 {
-                Phase::Idle
-            } else {
-                Phase::Head { bytes: 0, nl: 1 }
-            },
+            framing: if h2 { Framing::Raw } else { Framing::head() },
+            pending: Vec::new(),
+            pending_pos: 0,
+            withdrawable: None,
+            first: true,
             h2,
-            first_read: true,
-            timer: Box::pin(tokio::time::sleep(if h2 {
-                limits.idle_timeout
-            } else {
-                limits.header_read_timeout
-            })),
-            armed: true,
-            armed_epoch: 0,
+            accepted: now,
+            epoch: 0,
+            idle_since: now,
+            in_request: false,
+            request_epoch: 0,
+            timer: Box::pin(tokio::time::sleep_until(now + limits.header_read_timeout)),
+            armed: Timer::None,
+            write_timer: Box::pin(tokio::time::sleep_until(now)),
+            write_armed: false,
+            linger: Linger::No,
         }
     }
 
-    fn arm(&mut self, after: Duration) {
-        self.timer.as_mut().reset(Instant::now() + after);
-        self.armed = true;
+    /// Replaces what is left of the input with the synthetic request and
+    /// records why, for the handler.
+    fn reject(&mut self, r: Reject) {
+        self.info.set_rejection(r);
+        self.pending.extend_from_slice(SYNTHETIC);
+        self.framing = Framing::Rejected;
+        self.withdrawable = None;
     }
 
-    fn reject(&mut self, status: u16) {
-        let request_id = crate::proxy::request_id::generate();
-        let (reason, detail) = match status {
-            408 => ("Request Timeout", "the request head did not arrive in time"),
-            _ => (
-                "Request Header Fields Too Large",
-                "the request head is too large",
-            ),
-        };
-        let body = format!("{status} {reason}: {detail} (request id {request_id})\n");
-        let response = format!(
-            "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\nx-request-id: {request_id}\r\n\r\n{body}",
-            body.len()
-        );
-        self.info.rejected(status, &request_id);
-        self.phase = Phase::Rejecting {
-            response: response.into_bytes(),
-            written: 0,
-        };
-        self.armed = false;
+    /// A body framing error: withdraw the request if hyper has not seen it,
+    /// else fail the stream so the request in flight is aborted.
+    fn body_error(&mut self, r: Reject, kind: io::ErrorKind) {
+        match self.withdrawable.take() {
+            Some(start) => {
+                self.pending.truncate(start);
+                self.reject(r);
+            }
+            None => {
+                self.info.set_rejection(r);
+                self.framing = Framing::Failed(kind);
+            }
+        }
     }
-}
 
-/// Advances the end-of-head scanner over `bytes`. `nl` is 1 at the start of
-/// a line, 2 after a CR at the start of a line, 0 inside a line. Returns the
-/// index just past the blank line that ends the head, if it is in `bytes`.
-/// Bare LF line ends are accepted here; hyper's parser decides what is valid.
-fn scan_head(bytes: &[u8], nl: &mut u8) -> Option<usize> {
-    for (i, &b) in bytes.iter().enumerate() {
-        *nl = match (b, *nl) {
-            (b'\n', 1 | 2) => return Some(i + 1),
-            (b'\n', _) => 1,
-            (b'\r', 1) => 2,
-            _ => 0,
-        };
+    /// Runs `input` through the framing, appending what hyper may see to
+    /// `pending`.
+    fn process(&mut self, input: &[u8]) {
+        let mut i = 0;
+        while i < input.len() {
+            let rest = &input[i..];
+            match &mut self.framing {
+                Framing::Length(n) => {
+                    let take = rest.len().min(usize::try_from(*n).unwrap_or(usize::MAX));
+                    self.pending.extend_from_slice(&rest[..take]);
+                    *n -= take as u64;
+                    i += take;
+                    if *n == 0 {
+                        self.framing = Framing::head();
+                    }
+                }
+                Framing::Chunked(c) => match c.advance(rest) {
+                    Ok((k, done)) => {
+                        self.pending.extend_from_slice(&rest[..k]);
+                        i += k;
+                        if done {
+                            self.framing = Framing::head();
+                        }
+                    }
+                    Err(r) => {
+                        self.body_error(r, io::ErrorKind::InvalidData);
+                        return;
+                    }
+                },
+                Framing::Head { .. } => match self.take_head(rest) {
+                    Ok(k) => i += k,
+                    Err(r) => {
+                        self.reject(r);
+                        return;
+                    }
+                },
+                Framing::AwaitUpgrade { stash } => {
+                    stash.extend_from_slice(rest);
+                    return;
+                }
+                Framing::Raw => {
+                    self.pending.extend_from_slice(rest);
+                    return;
+                }
+                Framing::Rejected | Framing::Failed(_) => return,
+            }
+        }
     }
-    None
+
+    /// Feeds bytes to the head being collected; returns how many it took.
+    fn take_head(&mut self, rest: &[u8]) -> Result<usize, Reject> {
+        let Framing::Head {
+            held,
+            progress,
+            cr,
+            since,
+        } = &mut self.framing
+        else {
+            return Ok(0);
+        };
+        if since.is_none() {
+            *since = Some(Instant::now());
+        }
+        let mut end = None;
+        for (k, &b) in rest.iter().enumerate() {
+            if b == b'\n' && !*cr {
+                return Err(Reject {
+                    status: 400,
+                    reason: "bare LF line ending",
+                });
+            }
+            *cr = b == b'\r';
+            *progress = match (*progress, b) {
+                (0 | 2, b'\r') => *progress + 1,
+                (1 | 3, b'\n') => *progress + 1,
+                (_, b'\r') => 1,
+                _ => 0,
+            };
+            held.push(b);
+            // Empty lines before a request line are ignored (RFC 9112
+            // section 2.2).
+            if *progress == 2 && held.len() == 2 {
+                held.clear();
+                *progress = 0;
+                continue;
+            }
+            if held.len() > self.limits.max_header_bytes {
+                return Err(Reject {
+                    status: 431,
+                    reason: "the request head is too large",
+                });
+            }
+            if self.first && held.len() <= H2_PREFACE.len() && H2_PREFACE.starts_with(held) {
+                if held.len() == H2_PREFACE.len() {
+                    self.h2 = true;
+                    self.first = false;
+                    self.pending.append(held);
+                    self.framing = Framing::Raw;
+                    return Ok(k + 1);
+                }
+                continue;
+            }
+            if *progress == 4 {
+                end = Some(k + 1);
+                break;
+            }
+        }
+        let Some(taken) = end else {
+            return Ok(rest.len());
+        };
+        let head = framing::check_head(held)?;
+        self.first = false;
+        self.in_request = true;
+        self.request_epoch = self.info.idle_epoch();
+        self.withdrawable = Some(self.pending.len());
+        self.pending.append(held);
+        self.framing = match head.body {
+            BodyKind::None if head.upgrade => Framing::AwaitUpgrade { stash: Vec::new() },
+            BodyKind::None => Framing::head(),
+            BodyKind::Length(n) => Framing::Length(n),
+            BodyKind::Chunked => {
+                Framing::Chunked(Box::new(Chunked::new(self.limits.max_header_bytes)))
+            }
+        };
+        Ok(taken)
+    }
+
+    /// Hands pending bytes to hyper; true if any were.
+    fn deliver(&mut self, buf: &mut ReadBuf<'_>) -> bool {
+        let left = &self.pending[self.pending_pos..];
+        if left.is_empty() || buf.remaining() == 0 {
+            return false;
+        }
+        let n = left.len().min(buf.remaining());
+        buf.put_slice(&left[..n]);
+        self.pending_pos += n;
+        self.withdrawable = None;
+        if self.pending_pos == self.pending.len() {
+            self.pending.clear();
+            self.pending_pos = 0;
+        }
+        true
+    }
+
+    /// Notices the end of the request in progress (idle epoch moved).
+    fn refresh_idle(&mut self) {
+        let epoch = self.info.idle_epoch();
+        let busy = self.info.requests_in_progress() > 0;
+        if epoch != self.epoch {
+            self.epoch = epoch;
+            if !busy {
+                self.idle_since = Instant::now();
+            }
+        }
+        if self.in_request && epoch != self.request_epoch && !busy {
+            self.in_request = false;
+            self.idle_since = Instant::now();
+        }
+    }
+
+    /// Whether a request is under way (handed over and not ended).
+    fn busy(&self) -> bool {
+        self.in_request || self.info.requests_in_progress() > 0
+    }
+
+    /// What the read timer should count while the client sends nothing.
+    fn wanted_timer(&self) -> Timer {
+        match &self.framing {
+            Framing::Head {
+                held, since: None, ..
+            } if held.is_empty() => {
+                if self.first {
+                    Timer::Head(self.accepted + self.limits.header_read_timeout)
+                } else if !self.busy() {
+                    Timer::Idle(self.idle_since + self.limits.idle_timeout)
+                } else {
+                    Timer::None
+                }
+            }
+            Framing::Head { since, .. } => {
+                Timer::Head(since.unwrap_or(self.accepted) + self.limits.header_read_timeout)
+            }
+            Framing::Length(_) | Framing::Chunked(_) => match self.armed {
+                // Counted from when sluice started waiting for the client.
+                Timer::Body(at) => Timer::Body(at),
+                _ => Timer::Body(Instant::now() + self.limits.idle_timeout),
+            },
+            Framing::Raw if self.h2 && !self.busy() => {
+                Timer::Idle(self.idle_since + self.limits.idle_timeout)
+            }
+            _ => Timer::None,
+        }
+    }
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> ConnIo<T> {
-    /// Drives a rejection: write it, half-close, drain. Ready means "report
-    /// end of stream to hyper".
-    fn poll_reject(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    /// Discards what a rejected client still sends.
+    fn discard(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut scratch = [0u8; 4096];
         loop {
-            match &mut self.phase {
-                Phase::Rejecting { response, written } => {
-                    while *written < response.len() {
-                        match ready!(Pin::new(&mut self.inner).poll_write(cx, &response[*written..]))
-                        {
-                            Ok(0) | Err(_) => {
-                                self.phase = Phase::Closed;
-                                return Poll::Ready(Ok(()));
-                            }
-                            Ok(n) => *written += n,
-                        }
-                    }
-                    // A failed shutdown only means the client is gone already.
-                    if ready!(Pin::new(&mut self.inner).poll_shutdown(cx)).is_err() {
-                        self.phase = Phase::Closed;
-                        return Poll::Ready(Ok(()));
-                    }
-                    let until = Instant::now() + LINGER_TIME;
-                    self.timer.as_mut().reset(until);
-                    self.phase = Phase::Draining { until, drained: 0 };
-                }
-                Phase::Draining { until, drained } => {
-                    let mut scratch = [0u8; 4096];
-                    let mut buf = ReadBuf::new(&mut scratch);
-                    match Pin::new(&mut self.inner).poll_read(cx, &mut buf) {
-                        Poll::Ready(Ok(()))
-                            if !buf.filled().is_empty() && *drained < LINGER_BYTES =>
-                        {
-                            *drained += buf.filled().len();
-                        }
-                        Poll::Pending if Instant::now() < *until => {
-                            if self.timer.as_mut().poll(cx).is_ready() {
-                                self.phase = Phase::Closed;
-                                return Poll::Ready(Ok(()));
-                            }
-                            return Poll::Pending;
-                        }
-                        _ => {
-                            self.phase = Phase::Closed;
-                            return Poll::Ready(Ok(()));
-                        }
-                    }
-                }
-                Phase::Closed => return Poll::Ready(Ok(())),
-                _ => return Poll::Ready(Ok(())),
+            let mut b = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut self.inner).poll_read(cx, &mut b) {
+                Poll::Ready(Ok(())) if !b.filled().is_empty() => continue,
+                // End of input or an error: nothing more to read. hyper is
+                // woken by its own work (the rejection's answer).
+                _ => return Poll::Pending,
             }
         }
     }
 
-    fn refresh_idle(&mut self) {
-        let epoch = self.info.idle_epoch();
-        if self.h2 {
-            if self.info.requests_in_progress() > 0 {
-                self.armed = false;
-            } else if !self.armed || self.armed_epoch != epoch {
-                self.armed_epoch = epoch;
-                self.arm(self.limits.idle_timeout);
+    /// On timer expiry: what to tell hyper, if anything.
+    fn expire(&mut self, timer: Timer) -> Option<io::Result<()>> {
+        match timer {
+            Timer::Head(_) => {
+                self.reject(Reject {
+                    status: 408,
+                    reason: "the request head did not arrive in time",
+                });
+                None
             }
-            return;
+            // An idle connection ends: hyper sees end of input and closes.
+            Timer::Idle(_) => {
+                self.framing = Framing::Rejected;
+                Some(Ok(()))
+            }
+            Timer::Body(_) => {
+                self.info.set_rejection(Reject {
+                    status: 408,
+                    reason: "the request body stalled",
+                });
+                self.framing = Framing::Failed(io::ErrorKind::TimedOut);
+                Some(Err(io::ErrorKind::TimedOut.into()))
+            }
+            Timer::None => None,
         }
-        if let Phase::InRequest { epoch: started } = self.phase {
-            if started != epoch && self.info.requests_in_progress() == 0 {
-                self.phase = Phase::Idle;
-                self.arm(self.limits.idle_timeout);
+    }
+
+    fn poll_linger(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            match &mut self.linger {
+                Linger::No => {
+                    let until = Instant::now() + LINGER_TIME;
+                    self.timer.as_mut().reset(until);
+                    self.linger = Linger::Draining { until, drained: 0 };
+                }
+                Linger::Draining { until, drained } => {
+                    let mut scratch = [0u8; 4096];
+                    let mut b = ReadBuf::new(&mut scratch);
+                    match Pin::new(&mut self.inner).poll_read(cx, &mut b) {
+                        Poll::Ready(Ok(()))
+                            if !b.filled().is_empty() && *drained < LINGER_BYTES =>
+                        {
+                            *drained += b.filled().len();
+                        }
+                        Poll::Pending if Instant::now() < *until => {
+                            if self.timer.as_mut().poll(cx).is_ready() {
+                                self.linger = Linger::Done;
+                            } else {
+                                return Poll::Pending;
+                            }
+                        }
+                        _ => self.linger = Linger::Done,
+                    }
+                }
+                Linger::Done => return Poll::Ready(()),
             }
         }
     }
@@ -225,83 +462,156 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for ConnIo<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.info.is_upgraded() {
-            // A WebSocket tunnel: its own idle timer governs it.
-            return Pin::new(&mut this.inner).poll_read(cx, buf);
-        }
-        if matches!(
-            this.phase,
-            Phase::Rejecting { .. } | Phase::Draining { .. } | Phase::Closed
-        ) {
-            return this.poll_reject(cx);
-        }
-        this.refresh_idle();
-        let before = buf.filled().len();
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                let new = &buf.filled()[before..];
-                if new.is_empty() || this.h2 {
-                    return Poll::Ready(Ok(()));
-                }
-                if std::mem::take(&mut this.first_read) && new.starts_with(b"PRI * HTTP/2") {
-                    this.h2 = true;
-                    this.phase = Phase::Idle;
-                    this.armed = false;
-                    return Poll::Ready(Ok(()));
-                }
-                if let Phase::Idle = this.phase {
-                    this.phase = Phase::Head { bytes: 0, nl: 1 };
-                    this.arm(this.limits.header_read_timeout);
-                }
-                if let Phase::Head { bytes, nl } = &mut this.phase {
-                    let end = scan_head(new, nl);
-                    let head_bytes = *bytes + end.unwrap_or(new.len());
-                    if head_bytes > this.limits.max_header_bytes {
-                        // Hyper never sees the bytes past the limit.
-                        buf.set_filled(before);
-                        this.reject(431);
-                        return this.poll_reject(cx);
-                    }
-                    *bytes = head_bytes;
-                    if end.is_some() {
-                        this.phase = Phase::InRequest {
-                            epoch: this.info.idle_epoch(),
-                        };
-                        this.armed = false;
-                    }
-                }
-                Poll::Ready(Ok(()))
+        loop {
+            if this.deliver(buf) {
+                return Poll::Ready(Ok(()));
             }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => {
-                if this.armed && this.timer.as_mut().poll(cx).is_ready() {
-                    this.armed = false;
-                    match this.phase {
-                        Phase::Head { .. } => {
-                            this.reject(408);
-                            return this.poll_reject(cx);
+            if this.info.is_upgraded() {
+                if let Framing::AwaitUpgrade { stash } = &mut this.framing {
+                    // Bytes that came after the handshake are the tunnel's.
+                    this.pending = std::mem::take(stash);
+                    this.pending_pos = 0;
+                    this.framing = Framing::Raw;
+                    continue;
+                }
+                return Pin::new(&mut this.inner).poll_read(cx, buf);
+            }
+            this.refresh_idle();
+            match &mut this.framing {
+                Framing::Rejected => return this.discard(cx),
+                Framing::Failed(kind) => return Poll::Ready(Err((*kind).into())),
+                Framing::AwaitUpgrade { stash } => {
+                    if !this.in_request {
+                        // Answered without switching: HTTP goes on.
+                        let stash = std::mem::take(stash);
+                        this.framing = Framing::head();
+                        this.process(&stash);
+                        continue;
+                    }
+                    this.info.wake_when_idle(cx.waker());
+                    // The request may have ended before the registration.
+                    if this.info.idle_epoch() != this.request_epoch
+                        && this.info.requests_in_progress() == 0
+                        || this.info.is_upgraded()
+                    {
+                        continue;
+                    }
+                    return Poll::Pending;
+                }
+                _ => {}
+            }
+            let before = buf.filled().len();
+            match Pin::new(&mut this.inner).poll_read(cx, buf) {
+                Poll::Ready(Ok(())) => {
+                    let n = buf.filled().len() - before;
+                    if n == 0 {
+                        return Poll::Ready(Ok(()));
+                    }
+                    this.armed = Timer::None;
+                    // Fast paths: body bytes (and HTTP/2) stay where they
+                    // are, in hyper's buffer.
+                    let fast = match &mut this.framing {
+                        Framing::Raw => Some(n),
+                        Framing::Length(left) => {
+                            let k = n.min(usize::try_from(*left).unwrap_or(usize::MAX));
+                            *left -= k as u64;
+                            if *left == 0 {
+                                this.framing = Framing::head();
+                            }
+                            Some(k)
                         }
-                        Phase::Idle => {
-                            this.phase = Phase::Closed;
-                            return Poll::Ready(Ok(()));
-                        }
-                        _ => {}
+                        Framing::Chunked(c) => match c.advance(&buf.filled()[before..]) {
+                            Ok((k, done)) => {
+                                if done {
+                                    this.framing = Framing::head();
+                                }
+                                Some(k)
+                            }
+                            Err(r) => {
+                                // The parser's state is past the error: hide
+                                // these bytes from hyper and fail the body.
+                                buf.set_filled(before);
+                                this.body_error(r, io::ErrorKind::InvalidData);
+                                None
+                            }
+                        },
+                        _ => Some(0),
+                    };
+                    let Some(kept) = fast else {
+                        continue;
+                    };
+                    if kept == n {
+                        return Poll::Ready(Ok(()));
+                    }
+                    // The rest (a head, a next request, a chunk error) goes
+                    // through the framing, out of hyper's sight for now.
+                    let tail = buf.filled()[before + kept..].to_vec();
+                    buf.set_filled(before + kept);
+                    if kept > 0 {
+                        this.withdrawable = None;
+                    }
+                    this.process(&tail);
+                    if kept > 0 {
+                        return Poll::Ready(Ok(()));
                     }
                 }
-                let waiting_for = match this.phase {
-                    Phase::InRequest { epoch } => Some(epoch),
-                    _ if this.h2 && !this.armed => Some(this.armed_epoch),
-                    _ => None,
-                };
-                if let Some(epoch) = waiting_for {
-                    this.info.wake_when_idle(cx.waker());
-                    // The request may have ended between the check above and
-                    // the registration: look again rather than sleep forever.
-                    if this.info.idle_epoch() != epoch && this.info.requests_in_progress() == 0 {
-                        cx.waker().wake_by_ref();
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {
+                    let want = this.wanted_timer();
+                    if want != this.armed {
+                        this.armed = want;
+                        if let Timer::Head(at) | Timer::Idle(at) | Timer::Body(at) = want {
+                            this.timer.as_mut().reset(at);
+                        }
                     }
+                    if want != Timer::None && this.timer.as_mut().poll(cx).is_ready() {
+                        this.armed = Timer::None;
+                        if let Some(result) = this.expire(want) {
+                            return Poll::Ready(result);
+                        }
+                        continue;
+                    }
+                    if this.busy() {
+                        // The idle timer starts when the request ends, and
+                        // hyper may not poll the read side again by itself.
+                        this.info.wake_when_idle(cx.waker());
+                        let epoch = this.info.idle_epoch();
+                        if epoch != this.epoch && this.info.requests_in_progress() == 0 {
+                            cx.waker().wake_by_ref();
+                        }
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> ConnIo<T> {
+    /// A write the client does not take for idle_timeout fails, so a
+    /// client that never reads cannot hold a connection (and a backend's)
+    /// forever.
+    fn write_progress<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
+        match polled {
+            Poll::Pending => {
+                if !self.write_armed {
+                    self.write_armed = true;
+                    self.write_timer
+                        .as_mut()
+                        .reset(Instant::now() + self.limits.idle_timeout);
+                }
+                if self.write_timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
                 }
                 Poll::Pending
+            }
+            ready => {
+                self.write_armed = false;
+                ready
             }
         }
     }
@@ -313,7 +623,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ConnIo<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.write_progress(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -321,7 +633,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ConnIo<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.write_progress(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -329,39 +643,24 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ConnIo<T> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_flush(cx);
+        this.write_progress(cx, polled)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::scan_head;
-
-    fn end(chunks: &[&[u8]]) -> Option<usize> {
-        let mut nl = 1;
-        let mut offset = 0;
-        for c in chunks {
-            if let Some(i) = scan_head(c, &mut nl) {
-                return Some(offset + i);
+        let this = self.get_mut();
+        if matches!(this.linger, Linger::No) {
+            // A failed shutdown only means the client is gone already.
+            if ready!(Pin::new(&mut this.inner).poll_shutdown(cx)).is_err() {
+                this.linger = Linger::Done;
             }
-            offset += c.len();
         }
-        None
-    }
-
-    #[test]
-    fn finds_the_blank_line_across_reads() {
-        assert_eq!(end(&[b"GET / HTTP/1.1\r\nHost: a\r\n\r\nbody"]), Some(27));
-        assert_eq!(
-            end(&[b"GET / HTTP/1.1\r\nHost: a\r", b"\n\r", b"\nxx"]),
-            Some(27)
-        );
-        assert_eq!(end(&[b"GET / HTTP/1.1\nHost: a\n\n"]), Some(24));
-        assert_eq!(end(&[b"GET / HTTP/1.1\r\nHost: a\r\n"]), None);
-        assert_eq!(end(&[b"GET / HTTP/1.1\r\nX: \r\r\n"]), None);
+        if matches!(this.framing, Framing::Rejected | Framing::Failed(_))
+            && this.info.has_rejection()
+        {
+            ready!(this.poll_linger(cx));
+        }
+        Poll::Ready(Ok(()))
     }
 }

@@ -6,6 +6,7 @@
 //! end the listener), every connection is watched for graceful shutdown,
 //! and stopping a listener closes its socket first, then drains.
 
+pub mod framing;
 pub mod io;
 
 use crate::runtime::Shared;
@@ -37,6 +38,9 @@ pub struct ConnInfo {
     idle_waker: Mutex<Option<Waker>>,
     /// Switched protocols (WebSocket): the bytes now belong to a tunnel.
     upgraded: AtomicBool,
+    /// Why the framing layer refused the client's request, for the handler
+    /// to answer (see `io`).
+    rejection: Mutex<Option<framing::Reject>>,
 }
 
 impl ConnInfo {
@@ -50,6 +54,7 @@ impl ConnInfo {
             idle_epoch: AtomicU64::new(0),
             idle_waker: Mutex::new(None),
             upgraded: AtomicBool::new(false),
+            rejection: Mutex::new(None),
         }
     }
 
@@ -93,8 +98,18 @@ impl ConnInfo {
         self.idle_epoch.load(Ordering::Acquire)
     }
 
-    pub fn rejected(&self, status: u16, request_id: &str) {
-        crate::accesslog::rejected(self, status, request_id);
+    pub fn set_rejection(&self, r: framing::Reject) {
+        if let Ok(mut slot) = self.rejection.lock() {
+            slot.get_or_insert(r);
+        }
+    }
+
+    pub fn rejection(&self) -> Option<framing::Reject> {
+        self.rejection.lock().ok().and_then(|r| *r)
+    }
+
+    pub fn has_rejection(&self) -> bool {
+        self.rejection().is_some()
     }
 }
 
