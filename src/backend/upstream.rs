@@ -68,6 +68,9 @@ pub struct Upstream {
     connect_timeout_ms: Arc<AtomicU64>,
 }
 
+/// The read buffer for a backend connection, which bounds a response head.
+pub const RESPONSE_HEAD_LIMIT: usize = 128 * 1024;
+
 impl Upstream {
     pub fn new(connect_timeout: Duration) -> Upstream {
         let connect_timeout_ms = Arc::new(AtomicU64::new(connect_timeout.as_millis() as u64));
@@ -80,6 +83,10 @@ impl Upstream {
             .timer(TokioTimer::new())
             // sluice sets Host itself: it is the client's, never the backend address.
             .set_host(false)
+            // A backend's response head is bounded too: a broken or hostile
+            // backend cannot make sluice buffer more than this per response
+            // head (hyper's default is about 400 KiB). Larger heads are 502.
+            .http1_max_buf_size(RESPONSE_HEAD_LIMIT)
             .build(connector);
         Upstream {
             client,
