@@ -48,7 +48,7 @@ impl Certificate {
     /// RSA or SEC1 EC) and checks that they belong together. The error says
     /// what is wrong in words an operator can act on.
     pub fn load(cert_path: &Path, key_path: &Path) -> Result<Certificate, CertError> {
-        let chain_pem = std::fs::read(cert_path)
+        let chain_pem = read_small(cert_path)
             .map_err(|e| CertError::Cert(format!("cannot read {}: {e}", cert_path.display())))?;
         let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&chain_pem)
             .collect::<Result<_, _>>()
@@ -64,7 +64,7 @@ impl Certificate {
                 cert_path.display()
             )));
         }
-        let key_pem = std::fs::read(key_path)
+        let key_pem = read_small(key_path)
             .map_err(|e| CertError::Key(format!("cannot read {}: {e}", key_path.display())))?;
         let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
             CertError::Key(format!(
@@ -110,6 +110,27 @@ impl Certificate {
             .as_secs() as i64;
         now > self.not_after
     }
+}
+
+/// The most a certificate or key file may hold: real chains are a few KiB;
+/// this stops a wrong path (a device, a log file) from being read whole.
+const MAX_PEM_FILE: u64 = 1 << 20;
+
+fn read_small(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    if crate::config::sandboxed() {
+        return Err(std::io::Error::other("file access is off"));
+    }
+    let file = std::fs::File::open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_PEM_FILE + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_PEM_FILE {
+        return Err(std::io::Error::other("larger than 1 MiB"));
+    }
+    Ok(bytes)
 }
 
 /// Which of the two files a load error is about.

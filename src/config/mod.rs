@@ -60,6 +60,20 @@ impl ConfigErrors {
     }
 }
 
+static SANDBOXED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// From now on, validation neither resolves host names nor reads
+/// certificate files (both become errors). For fuzzing config parsing,
+/// where arbitrary input must not turn into DNS lookups or reads of
+/// arbitrary paths; sluice itself never calls this.
+pub fn sandbox() {
+    SANDBOXED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+pub(crate) fn sandboxed() -> bool {
+    SANDBOXED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub runtime: RuntimeConfig,

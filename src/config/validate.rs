@@ -552,6 +552,9 @@ pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
     {
         return Err(invalid());
     }
+    if sandboxed() {
+        return Err(format!("cannot resolve {addr:?}: name resolution is off"));
+    }
     match addr.to_socket_addrs() {
         Ok(mut addrs) => addrs
             .next()

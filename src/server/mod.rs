@@ -283,6 +283,19 @@ async fn serve(
     active.dec();
 }
 
+/// Serves one client connection given as any byte stream, as listener
+/// `listener` would (without TLS). For fuzzing the request path over an
+/// in-memory stream; the listeners use `serve`.
+pub async fn serve_stream<T>(stream: T, peer: SocketAddr, listener: &str, shared: Arc<Shared>)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let config = shared.snapshot().listener(listener).config.clone();
+    let info = Arc::new(ConnInfo::new(listener.into(), peer, false, shared));
+    let graceful = GracefulShutdown::new();
+    serve_io(stream, info, &config, false, graceful.watcher()).await;
+}
+
 /// Serves one connection's requests over a plain or TLS stream.
 async fn serve_io<T>(
     stream: T,
@@ -314,6 +327,9 @@ fn connection_builder(config: &crate::config::ListenerConfig) -> auto::Builder<T
     builder
         .http1()
         .timer(TokioTimer::new())
+        // A client may shut its write side after its request and still
+        // wait for the answer (`printf ... | nc`), as nginx and HAProxy allow.
+        .half_close(true)
         // Head timing is ConnIo's job (it answers 408; hyper would just close).
         .header_read_timeout(None)
         // ConnIo enforces max_header_bytes exactly; hyper's buffer limit
