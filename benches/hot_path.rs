@@ -87,5 +87,82 @@ fn routes(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, picks, routes);
+/// The header work of one typical browser request: rewrite for the backend
+/// (hop-by-hop removal, X-Forwarded-*, request id), the response rewrite,
+/// and the framing layer's check of the raw head.
+fn headers(c: &mut Criterion) {
+    use http::{HeaderMap, HeaderValue};
+    use sluice::proxy::headers::{rewrite_request, rewrite_response, Forwarded};
+    let raw: &[(&str, &str)] = &[
+        ("host", "www.example.com"),
+        (
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+        ),
+        (
+            "accept",
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        ),
+        ("accept-language", "en-US,en;q=0.5"),
+        ("accept-encoding", "gzip, deflate, br"),
+        ("connection", "keep-alive"),
+        ("cookie", "session=0123456789abcdef; theme=dark"),
+        ("upgrade-insecure-requests", "1"),
+        ("x-forwarded-for", "203.0.113.7"),
+    ];
+    let mut template = HeaderMap::new();
+    for (k, v) in raw {
+        template.append(*k, HeaderValue::from_static(v));
+    }
+    let host = HeaderValue::from_static("www.example.com");
+    let id = HeaderValue::from_static("0123456789abcdef0123456789abcdef");
+    c.bench_function("headers/rewrite request (9 headers)", |b| {
+        b.iter_batched(
+            || template.clone(),
+            |mut h| {
+                rewrite_request(
+                    &mut h,
+                    &Forwarded {
+                        peer: [192, 0, 2, 1].into(),
+                        https: true,
+                        host: Some(&host),
+                        request_id: &id,
+                    },
+                );
+                h
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    let mut response = HeaderMap::new();
+    for (k, v) in [
+        ("content-type", "text/html; charset=utf-8"),
+        ("content-length", "5120"),
+        ("cache-control", "max-age=60"),
+        ("connection", "keep-alive"),
+        ("date", "Sat, 21 Nov 2026 07:00:00 GMT"),
+    ] {
+        response.append(k, HeaderValue::from_static(v));
+    }
+    c.bench_function("headers/rewrite response (5 headers)", |b| {
+        b.iter_batched(
+            || response.clone(),
+            |mut h| {
+                rewrite_response(&mut h, &id);
+                h
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    let mut head = String::from("GET /index.html?q=1 HTTP/1.1\r\n");
+    for (k, v) in raw {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    c.bench_function("headers/check raw head (9 headers)", |b| {
+        b.iter(|| sluice::server::framing::check_head(black_box(head.as_bytes())))
+    });
+}
+
+criterion_group!(benches, picks, routes, headers);
 criterion_main!(benches);
