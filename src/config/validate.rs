@@ -693,6 +693,21 @@ backends = [{ addr = "127.0.0.1:9000" }]
     }
 
     #[test]
+    fn the_admin_listener_defaults_to_loopback_and_never_shares_a_listener_port() {
+        let c = Config::parse(&format!("[admin]\n{MIN}")).unwrap();
+        let admin = c.admin.unwrap().bind;
+        assert!(admin.ip().is_loopback(), "{admin}");
+        assert_eq!(admin.port(), 9901);
+        let fixed = MIN.replace("127.0.0.1:0", "0.0.0.0:8080");
+        let clash = format!("[admin]\nbind = \"127.0.0.1:8080\"\n{fixed}");
+        let errs = errors(&clash);
+        assert!(
+            errs.iter().any(|e| e.contains("is the admin listener's")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
     fn spec_error_format_for_missing_port() {
         let t = MIN.replace("127.0.0.1:9000", "10.0.0.1");
         assert_eq!(
