@@ -116,6 +116,12 @@ async fn backend_closing_mid_body_aborts_the_client_response() {
         .await
         .unwrap();
     let got = read_to_close(&mut conn, 10).await;
+    // hyper may abort before flushing the head when the body fails at
+    // once (seen under load): a close with nothing is also an answer the
+    // client cannot take for complete.
+    if got.is_empty() {
+        return;
+    }
     assert!(got.starts_with("HTTP/1.1 200"), "{got}");
     assert!(
         got.to_ascii_lowercase().contains("content-length: 100000"),
