@@ -22,22 +22,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need=()
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
-command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
-command -v wrk >/dev/null 2>&1 || need+=(wrk)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "installing ${need[*]} (Debian packages)" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null && apt-get install -y -qq "${need[@]}" >/dev/null
-  # Debian starts the packaged services; this script runs its own.
-  (service nginx stop; service haproxy stop) >/dev/null 2>&1 || true
-fi
-export PATH="$PATH:/usr/sbin"
+. benches/common.sh
+need_packages nginx:nginx-light haproxy:haproxy wrk:wrk
 
 cargo build --release --quiet
 exec python3 - "$@" <<'PY'
 import os, re, socket, statistics, subprocess, sys, tempfile, time
+sys.path.insert(0, "benches")
+from common import free_port, spawn, wait_port
 
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 DURATION = int(os.environ.get("DURATION", "6"))
@@ -45,38 +37,9 @@ IDLE = int(os.environ.get("IDLE_CONNECTIONS", "10000"))
 CONNS = 64
 work = tempfile.mkdtemp(prefix="sluice-compare-")
 os.chmod(work, 0o755)  # nginx workers (an unprivileged user) read 16k here
-procs = []
-
-def cleanup():
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-    for p in procs:
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-
-import atexit
-atexit.register(cleanup)
-
-def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
-
-def start(cmd, cpu, **kw):
-    p = subprocess.Popen(["taskset", "-c", str(cpu)] + cmd, stdout=subprocess.DEVNULL,
-                         stderr=open(os.path.join(work, "stderr.log"), "ab"), **kw)
-    procs.append(p)
-    return p
-
-def wait_port(port, deadline=20):
-    end = time.time() + deadline
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close(); return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"nothing listens on {port}")
+def start(cmd, cpu):
+    return spawn(["taskset", "-c", str(cpu)] + cmd, stdout=subprocess.DEVNULL,
+                 stderr=open(os.path.join(work, "stderr.log"), "ab"))
 
 def tree(pid):
     """pid and its descendants (nginx and haproxy fork workers)."""

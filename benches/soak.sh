@@ -17,46 +17,16 @@
 # as root) and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-need=()
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
-command -v wrk >/dev/null 2>&1 || need+=(wrk)
-if [ ${#need[@]} -gt 0 ]; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null && apt-get install -y -qq "${need[@]}" >/dev/null
-  service nginx stop >/dev/null 2>&1 || true
-fi
-export PATH="$PATH:/usr/sbin"
+. benches/common.sh
+need_packages nginx:nginx-light wrk:wrk
 cargo build --release --quiet
 exec python3 - <<'PY'
-import atexit, os, re, signal, socket, subprocess, sys, tempfile, time, urllib.request
+import os, re, signal, subprocess, sys, tempfile, time, urllib.request
+sys.path.insert(0, "benches")
+from common import free_port, spawn, wait_port
 
 DURATION = int(os.environ.get("DURATION", "120"))
 work = tempfile.mkdtemp(prefix="sluice-soak-")
-procs = []
-
-def cleanup():
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-    for p in procs:
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-atexit.register(cleanup)
-
-def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
-
-def wait_port(port):
-    end = time.time() + 20
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close(); return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"nothing listens on {port}")
-
 ok1, ok2, bad, dead, port, admin = (free_port() for _ in range(6))
 with open(f"{work}/backends.conf", "w") as f:
     f.write(f"""
@@ -66,7 +36,7 @@ http {{ access_log off;
   server {{ listen 127.0.0.1:{ok1}; listen 127.0.0.1:{ok2}; location / {{ return 200 "ok"; }} }}
   server {{ listen 127.0.0.1:{bad}; location / {{ return 500 "broken"; }} }} }}
 """)
-procs.append(subprocess.Popen(["nginx", "-c", f"{work}/backends.conf"]))
+spawn(["nginx", "-c", f"{work}/backends.conf"])
 for p in (ok1, ok2, bad):
     wait_port(p)
 
@@ -110,17 +80,15 @@ on = ["connect_failure", "timeout", "500", "502", "503"]
 path = f"{work}/sluice.toml"
 with open(path, "w") as f:
     f.write(config(0))
-sluice = subprocess.Popen(["target/release/sluice", "--config", path], stderr=open(f"{work}/sluice.err", "wb"))
-procs.append(sluice)
+sluice = spawn(["target/release/sluice", "--config", path], stderr=open(f"{work}/sluice.err", "wb"))
 wait_port(port)
 
 def rss_mib():
     with open(f"/proc/{sluice.pid}/status") as f:
         return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:")) / 1024
 
-wrk = subprocess.Popen(["wrk", "-t1", "-c32", f"-d{DURATION}s", "--latency", f"http://127.0.0.1:{port}/"],
-                       stdout=subprocess.PIPE, text=True)
-procs.append(wrk)
+wrk = spawn(["wrk", "-t1", "-c32", f"-d{DURATION}s", "--latency", f"http://127.0.0.1:{port}/"],
+            stdout=subprocess.PIPE, text=True)
 samples, step, start = [], 0, time.time()
 while wrk.poll() is None and time.time() - start < DURATION + 30:
     time.sleep(1)

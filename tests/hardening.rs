@@ -13,13 +13,6 @@ use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-fn status_of(resp: &str) -> u16 {
-    resp.strip_prefix("HTTP/1.1 ")
-        .and_then(|r| r.get(..3))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
-}
-
 fn one_backend(addr: SocketAddr, listener_extra: &str, pool_extra: &str) -> String {
     format!(
         "[log]\naccess_log = false\n[admin]\nbind = \"127.0.0.1:0\"\n[[listener]]\nname = \"public\"\nbind = \"127.0.0.1:0\"\n{listener_extra}\n[[route]]\npool = \"p\"\n[pool.p]\nbackends = [{{ addr = \"{addr}\" }}]\n{pool_extra}\n"
@@ -179,16 +172,6 @@ async fn a_stalled_request_body_gets_408_and_the_backend_connection_is_dropped()
     s.shutdown(Duration::from_secs(1)).await;
 }
 
-/// `sluice_backend_in_flight` of the one backend, from the admin listener.
-async fn in_flight(admin: SocketAddr) -> f64 {
-    let text = get(&client(), admin, "x", "/metrics").await.body;
-    text.lines()
-        .find(|l| l.starts_with("sluice_backend_in_flight{"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(-1.0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_its_response_is_cut_off_after_idle_timeout() {
     let b = Backend::start("b").await;
@@ -202,10 +185,10 @@ async fn a_client_that_never_reads_its_response_is_cut_off_after_idle_timeout() 
         .unwrap();
     let mut first = [0u8; 64];
     let _ = within(10, conn.read(&mut first)).await;
-    assert_eq!(in_flight(admin).await, 1.0);
+    assert_eq!(backend_in_flight(admin, b.addr).await, 1.0);
     // The request in flight is abandoned and its backend slot freed.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while in_flight(admin).await != 0.0 {
+    while backend_in_flight(admin, b.addr).await != 0.0 {
         assert!(
             Instant::now() < deadline,
             "the unread response still holds the backend"

@@ -7,14 +7,6 @@ mod support;
 use std::time::Duration;
 use support::*;
 
-/// The status of the first response in `resp`, or 0.
-fn status_of(resp: &str) -> u16 {
-    resp.strip_prefix("HTTP/1.1 ")
-        .and_then(|r| r.get(..3))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
-}
-
 const FOLLOW_UP: &str = "GET /follow-up HTTP/1.1\r\nHost: a\r\n\r\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -215,18 +215,13 @@ async fn forward(
         let rtt = lease.observe();
         let outcome = match sent {
             Ok(Ok(resp)) => Ok(resp),
-            // The client's body broke off (framing error, stall): the
-            // client's fault, not the backend's.
-            Ok(Err(_)) if conn.has_rejection() => {
-                return Err(ProxyError::Rejected(conn.rejection().unwrap_or(
-                    crate::server::framing::Reject {
-                        status: 400,
-                        reason: "malformed request body",
-                    },
-                )))
-            }
-            Ok(Err(e)) if e.is_connect() => Err(ProxyError::Connect(Box::new(e))),
-            Ok(Err(e)) => Err(ProxyError::Upstream(Box::new(e))),
+            Ok(Err(e)) => match conn.rejection() {
+                // The client's body broke off (framing error, stall): the
+                // client's fault, not the backend's.
+                Some(r) => return Err(ProxyError::Rejected(r)),
+                None if e.is_connect() => Err(ProxyError::Connect(Box::new(e))),
+                None => Err(ProxyError::Upstream(Box::new(e))),
+            },
             Err(_) => Err(ProxyError::Timeout),
         };
         let (success, retryable) = classify(&outcome, retry_policy);

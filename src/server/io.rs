@@ -191,29 +191,19 @@ impl<T> ConnIo<T> {
         let mut i = 0;
         while i < input.len() {
             let rest = &input[i..];
-            match &mut self.framing {
-                Framing::Length(n) => {
-                    let take = rest.len().min(usize::try_from(*n).unwrap_or(usize::MAX));
-                    self.pending.extend_from_slice(&rest[..take]);
-                    *n -= take as u64;
-                    i += take;
-                    if *n == 0 {
-                        self.framing = Framing::head();
-                    }
+            match self.advance_body(rest) {
+                Some(Ok(k)) => {
+                    self.pending.extend_from_slice(&rest[..k]);
+                    i += k;
+                    continue;
                 }
-                Framing::Chunked(c) => match c.advance(rest) {
-                    Ok((k, done)) => {
-                        self.pending.extend_from_slice(&rest[..k]);
-                        i += k;
-                        if done {
-                            self.framing = Framing::head();
-                        }
-                    }
-                    Err(r) => {
-                        self.body_error(r, io::ErrorKind::InvalidData);
-                        return;
-                    }
-                },
+                Some(Err(r)) => {
+                    self.body_error(r, io::ErrorKind::InvalidData);
+                    return;
+                }
+                None => {}
+            }
+            match &mut self.framing {
                 Framing::Head { .. } => match self.take_head(rest) {
                     Ok(k) => i += k,
                     Err(r) => {
@@ -229,9 +219,38 @@ impl<T> ConnIo<T> {
                     self.pending.extend_from_slice(rest);
                     return;
                 }
-                Framing::Rejected | Framing::Failed(_) => return,
+                // Bodies were stepped over above.
+                Framing::Length(_)
+                | Framing::Chunked(_)
+                | Framing::Rejected
+                | Framing::Failed(_) => return,
             }
         }
+    }
+
+    /// Steps the body being followed over `bytes`: `Some(Ok(k))` when the
+    /// first `k` belong to it (at its end the framing moves on to the next
+    /// head), `Some(Err)` on a chunked framing error, None when no body is
+    /// being followed. The parser's state moves either way.
+    fn advance_body(&mut self, bytes: &[u8]) -> Option<Result<usize, Reject>> {
+        let (k, done) = match &mut self.framing {
+            Framing::Length(left) => {
+                let k = bytes
+                    .len()
+                    .min(usize::try_from(*left).unwrap_or(usize::MAX));
+                *left -= k as u64;
+                (k, *left == 0)
+            }
+            Framing::Chunked(c) => match c.advance(bytes) {
+                Ok(step) => step,
+                Err(r) => return Some(Err(r)),
+            },
+            _ => return None,
+        };
+        if done {
+            self.framing = Framing::head();
+        }
+        Some(Ok(k))
     }
 
     /// Feeds bytes to the head being collected; returns how many it took.
@@ -381,18 +400,26 @@ impl<T> ConnIo<T> {
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> ConnIo<T> {
-    /// Discards what a rejected client still sends.
-    fn discard(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    /// Reads and drops what the client sends: Ready(n) for n bytes dropped,
+    /// Ready(0) at end of input or on an error.
+    fn drain(&mut self, cx: &mut Context<'_>) -> Poll<usize> {
         let mut scratch = [0u8; 4096];
-        loop {
-            let mut b = ReadBuf::new(&mut scratch);
-            match Pin::new(&mut self.inner).poll_read(cx, &mut b) {
-                Poll::Ready(Ok(())) if !b.filled().is_empty() => continue,
-                // End of input or an error: nothing more to read. hyper is
-                // woken by its own work (the rejection's answer).
-                _ => return Poll::Pending,
+        let mut b = ReadBuf::new(&mut scratch);
+        match ready!(Pin::new(&mut self.inner).poll_read(cx, &mut b)) {
+            Ok(()) => Poll::Ready(b.filled().len()),
+            Err(_) => Poll::Ready(0),
+        }
+    }
+
+    /// Discards what a rejected client still sends. Never ready: hyper is
+    /// woken by its own work (the rejection's answer).
+    fn discard(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Poll::Ready(n) = self.drain(cx) {
+            if n == 0 {
+                break;
             }
         }
+        Poll::Pending
     }
 
     /// On timer expiry: what to tell hyper, if anything.
@@ -424,22 +451,22 @@ impl<T: AsyncRead + AsyncWrite + Unpin> ConnIo<T> {
 
     fn poll_linger(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
-            match &mut self.linger {
+            match &self.linger {
                 Linger::No => {
                     let until = Instant::now() + LINGER_TIME;
                     self.timer.as_mut().reset(until);
                     self.linger = Linger::Draining { until, drained: 0 };
                 }
                 Linger::Draining { until, drained } => {
-                    let mut scratch = [0u8; 4096];
-                    let mut b = ReadBuf::new(&mut scratch);
-                    match Pin::new(&mut self.inner).poll_read(cx, &mut b) {
-                        Poll::Ready(Ok(()))
-                            if !b.filled().is_empty() && *drained < LINGER_BYTES =>
-                        {
-                            *drained += b.filled().len();
+                    let (until, so_far) = (*until, *drained);
+                    match self.drain(cx) {
+                        Poll::Ready(n) if n > 0 && so_far < LINGER_BYTES => {
+                            self.linger = Linger::Draining {
+                                until,
+                                drained: so_far + n,
+                            };
                         }
-                        Poll::Pending if Instant::now() < *until => {
+                        Poll::Pending if Instant::now() < until => {
                             if self.timer.as_mut().poll(cx).is_ready() {
                                 self.linger = Linger::Done;
                             } else {
@@ -510,35 +537,19 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for ConnIo<T> {
                     this.armed = Timer::None;
                     // Fast paths: body bytes (and HTTP/2) stay where they
                     // are, in hyper's buffer.
-                    let fast = match &mut this.framing {
-                        Framing::Raw => Some(n),
-                        Framing::Length(left) => {
-                            let k = n.min(usize::try_from(*left).unwrap_or(usize::MAX));
-                            *left -= k as u64;
-                            if *left == 0 {
-                                this.framing = Framing::head();
-                            }
-                            Some(k)
+                    if let Framing::Raw = this.framing {
+                        return Poll::Ready(Ok(()));
+                    }
+                    let kept = match this.advance_body(&buf.filled()[before..]) {
+                        Some(Ok(k)) => k,
+                        Some(Err(r)) => {
+                            // The parser's state is past the error: hide
+                            // these bytes from hyper and fail the body.
+                            buf.set_filled(before);
+                            this.body_error(r, io::ErrorKind::InvalidData);
+                            continue;
                         }
-                        Framing::Chunked(c) => match c.advance(&buf.filled()[before..]) {
-                            Ok((k, done)) => {
-                                if done {
-                                    this.framing = Framing::head();
-                                }
-                                Some(k)
-                            }
-                            Err(r) => {
-                                // The parser's state is past the error: hide
-                                // these bytes from hyper and fail the body.
-                                buf.set_filled(before);
-                                this.body_error(r, io::ErrorKind::InvalidData);
-                                None
-                            }
-                        },
-                        _ => Some(0),
-                    };
-                    let Some(kept) = fast else {
-                        continue;
+                        None => 0,
                     };
                     if kept == n {
                         return Poll::Ready(Ok(()));

@@ -305,6 +305,25 @@ pub async fn get(c: &TestClient, addr: SocketAddr, host: &str, path: &str) -> Go
     send(c, req).await
 }
 
+/// The status of the first response in raw response text, or 0.
+pub fn status_of(resp: &str) -> u16 {
+    resp.strip_prefix("HTTP/1.1 ")
+        .and_then(|r| r.get(..3))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `sluice_backend_in_flight` of one backend, from the admin listener.
+pub async fn backend_in_flight(admin: SocketAddr, backend: SocketAddr) -> f64 {
+    let text = get(&client(), admin, "x", "/metrics").await.body;
+    let needle = format!("backend=\"{backend}\"");
+    text.lines()
+        .find(|l| l.starts_with("sluice_backend_in_flight{") && l.contains(&needle))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no in_flight series for {backend}:\n{text}"))
+}
+
 /// Writes raw bytes and reads until the server closes (or 10 s pass).
 pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
     let mut s = TcpStream::connect(addr).await.unwrap();
