@@ -16,9 +16,8 @@ use crate::metrics::Metrics;
 use crate::proxy::retry::Budget;
 use crate::route::Router;
 use arc_swap::ArcSwap;
-use http::uri::{Authority, PathAndQuery, Scheme};
-use http::Uri;
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::time::Instant;
@@ -28,8 +27,8 @@ pub struct Pool {
     pub name: Arc<str>,
     pub config: PoolConfig,
     pub members: Vec<Member>,
-    /// Per member: the resolved address as a URI authority.
-    authorities: Vec<Authority>,
+    /// Per member: the address it resolved to when this snapshot was built.
+    pub addrs: Vec<SocketAddr>,
     /// Per member: its `sluice_upstream_request_duration_seconds` series,
     /// resolved once here rather than looked up on every try.
     pub upstream_duration: Vec<prometheus::Histogram>,
@@ -51,7 +50,7 @@ impl Pool {
     fn build(config: &PoolConfig, previous: Option<&Pool>, metrics: &Metrics) -> Pool {
         let name: Arc<str> = config.name.as_str().into();
         let mut members = Vec::with_capacity(config.backends.len());
-        let mut authorities = Vec::with_capacity(config.backends.len());
+        let mut addrs = Vec::with_capacity(config.backends.len());
         for b in &config.backends {
             let backend = previous
                 .and_then(|p| p.members.iter().find(|m| *m.backend.addr == *b.addr))
@@ -66,11 +65,7 @@ impl Pool {
                 backend,
                 weight: b.weight,
             });
-            // A SocketAddr always forms a valid authority.
-            authorities.push(
-                Authority::try_from(b.resolved.to_string())
-                    .unwrap_or_else(|_| Authority::from_static("0.0.0.0:0")),
-            );
+            addrs.push(b.resolved);
         }
         let balancer = balance::build(config.strategy, &members);
         let upstream_duration = members
@@ -86,7 +81,7 @@ impl Pool {
             name,
             config: config.clone(),
             members,
-            authorities,
+            addrs,
             balancer,
             breaker: config.circuit_breaker.as_ref().map(|c| breaker::Settings {
                 failure_threshold: c.failure_threshold,
@@ -172,15 +167,6 @@ impl Pool {
         } else {
             Refusal::NoBackend
         }
-    }
-
-    /// The URI that sends `pq` to member `i`.
-    pub fn upstream_uri(&self, i: usize, pq: PathAndQuery) -> Uri {
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(Scheme::HTTP);
-        parts.authority = Some(self.authorities[i].clone());
-        parts.path_and_query = Some(pq);
-        Uri::from_parts(parts).unwrap_or_else(|_| Uri::from_static("/"))
     }
 }
 

@@ -13,6 +13,7 @@ use crate::proxy::body::RequestBody;
 use crate::runtime::Snapshot;
 use http::{HeaderValue, Request, Uri};
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -21,7 +22,9 @@ use tokio::task::JoinHandle;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Target {
     pub config: HealthCheckConfig,
-    /// `http://resolved-addr/path`.
+    /// The backend's resolved address.
+    pub addr: SocketAddr,
+    /// The check's path, in origin form.
     pub uri: Uri,
     /// The backend's address as written, sent as Host.
     pub host: HeaderValue,
@@ -46,12 +49,7 @@ impl Checkers {
                 continue;
             };
             for (i, m) in pool.members.iter().enumerate() {
-                let uri = pool.upstream_uri(
-                    i,
-                    hc.path
-                        .parse()
-                        .unwrap_or_else(|_| http::uri::PathAndQuery::from_static("/")),
-                );
+                let uri = hc.path.parse().unwrap_or_else(|_| Uri::from_static("/"));
                 let host = HeaderValue::from_str(&m.backend.addr)
                     .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
                 let key = (pool.name.to_string(), m.backend.addr.to_string());
@@ -61,6 +59,7 @@ impl Checkers {
                         m.backend.clone(),
                         Target {
                             config: hc.clone(),
+                            addr: pool.addrs[i],
                             uri,
                             host,
                         },
@@ -142,7 +141,7 @@ async fn check_once(backend: &Backend, t: &Target) -> bool {
         http::header::USER_AGENT,
         HeaderValue::from_static("sluice-health-check"),
     );
-    match tokio::time::timeout(t.config.timeout, backend.upstream.client.request(req)).await {
+    match tokio::time::timeout(t.config.timeout, backend.upstream.probe(t.addr, req)).await {
         Ok(Ok(resp)) => t.config.expect_status.contains(&resp.status().as_u16()),
         Ok(Err(e)) => {
             tracing::debug!(backend = %backend.addr, error = %e, "health check failed");

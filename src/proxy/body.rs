@@ -7,6 +7,7 @@
 //! over (its idle timer starts) and writes the access log line with the
 //! bytes actually sent.
 
+use crate::backend::upstream::Pooled;
 use crate::backend::Lease;
 use crate::runtime::Route;
 use crate::server::ConnInfo;
@@ -145,6 +146,9 @@ enum Inner {
 pub struct ResponseBody {
     inner: Inner,
     done: Option<Completion>,
+    /// The backend connection the body comes from, back to its pool once
+    /// the body has ended (and closed if it never does).
+    conn: Option<Pooled>,
 }
 
 impl ResponseBody {
@@ -152,13 +156,23 @@ impl ResponseBody {
         ResponseBody {
             inner: Inner::Full(Some(b.into())),
             done: None,
+            conn: None,
         }
     }
 
-    pub fn stream(b: Incoming) -> ResponseBody {
+    pub fn stream(b: Incoming, conn: Option<Pooled>) -> ResponseBody {
         ResponseBody {
             inner: Inner::Stream(b),
             done: None,
+            conn,
+        }
+    }
+
+    /// The backend's body has ended: its connection may serve the next
+    /// request while this one's last bytes go out to the client.
+    fn release_conn(&mut self) {
+        if let Some(c) = self.conn.take() {
+            c.release();
         }
     }
 
@@ -196,7 +210,10 @@ impl Body for ResponseBody {
             // The backend broke off mid-body: hyper aborts the client's
             // connection instead of passing a truncated body as complete.
             Poll::Ready(Some(Err(_))) => this.finish(true),
-            Poll::Ready(None) => this.finish(false),
+            Poll::Ready(None) => {
+                this.release_conn();
+                this.finish(false)
+            }
             Poll::Pending => {}
         }
         polled
@@ -224,6 +241,11 @@ impl Drop for ResponseBody {
         let unfinished = matches!(&self.inner, Inner::Stream(s) if !s.is_end_stream());
         if let Some(d) = self.done.as_mut() {
             d.aborted |= unfinished;
+        }
+        // hyper stops polling once a sized body is complete, and never polls
+        // the body of a HEAD or 304 answer.
+        if !unfinished {
+            self.release_conn();
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod request_id;
 pub mod retry;
 pub mod upgrade;
 
+use crate::backend::upstream::{Pooled, UpstreamError};
 use crate::balance::hash_bytes;
 use crate::config::{HashKey, Strategy};
 use crate::runtime::{Pool, Refusal, Snapshot};
@@ -18,7 +19,7 @@ use crate::server::ConnInfo;
 use body::{AccessRecord, Completion, RequestBody, ResponseBody};
 use error::ProxyError;
 use http::uri::PathAndQuery;
-use http::{HeaderValue, Request, Response, Version};
+use http::{HeaderValue, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use std::convert::Infallible;
 use std::net::IpAddr;
@@ -206,21 +207,28 @@ async fn forward(
             std::mem::replace(&mut parts, Request::new(()).into_parts().0)
         };
         let mut upstream_req = Request::from_parts(head, body);
-        *upstream_req.uri_mut() = pool.upstream_uri(i, pq.clone());
+        // Origin form: the backend's address is the connection's, not the URI's.
+        *upstream_req.uri_mut() = Uri::from(pq.clone());
         let sent = tokio::time::timeout(
             pool.config.request_timeout,
-            backend.upstream.client.request(upstream_req),
+            backend.upstream.send(pool.addrs[i], upstream_req),
         )
         .await;
         let rtt = lease.observe();
+        let mut pooled = None;
         let outcome = match sent {
-            Ok(Ok(resp)) => Ok(resp),
+            Ok(Ok((resp, conn))) => {
+                pooled = Some(conn);
+                Ok(resp)
+            }
             Ok(Err(e)) => match conn.rejection() {
                 // The client's body broke off (framing error, stall): the
                 // client's fault, not the backend's.
                 Some(r) => return Err(ProxyError::Rejected(r)),
-                None if e.is_connect() => Err(ProxyError::Connect(Box::new(e))),
-                None => Err(ProxyError::Upstream(Box::new(e))),
+                None => Err(match e {
+                    UpstreamError::Connect(_) => ProxyError::Connect(Box::new(e)),
+                    UpstreamError::Http(_) => ProxyError::Upstream(Box::new(e)),
+                }),
             },
             Err(_) => Err(ProxyError::Timeout),
         };
@@ -253,7 +261,7 @@ async fn forward(
                     continue;
                 }
                 let resp = outcome?;
-                return Ok(client_response(resp, request_id));
+                return Ok(client_response(resp, pooled, request_id));
             }
         }
         let mut resp = outcome?;
@@ -275,14 +283,15 @@ async fn forward(
                 lease,
                 view.config.idle_timeout,
             ));
-            let mut resp = client_response(resp, request_id);
+            // The backend connection belongs to the tunnel now.
+            let mut resp = client_response(resp, None, request_id);
             if let Some(u) = upgrade_header {
                 upgrade::restore_headers(resp.headers_mut(), u);
             }
             return Ok(resp);
         }
         done.lease = Some(lease);
-        return Ok(client_response(resp, request_id));
+        return Ok(client_response(resp, pooled, request_id));
     }
 }
 
@@ -304,10 +313,14 @@ fn classify(
     }
 }
 
-fn client_response(resp: Response<Incoming>, request_id: &HeaderValue) -> Response<ResponseBody> {
+fn client_response(
+    resp: Response<Incoming>,
+    conn: Option<Pooled>,
+    request_id: &HeaderValue,
+) -> Response<ResponseBody> {
     let (mut parts, body) = resp.into_parts();
     headers::rewrite_response(&mut parts.headers, request_id);
-    Response::from_parts(parts, ResponseBody::stream(body))
+    Response::from_parts(parts, ResponseBody::stream(body, conn))
 }
 
 /// The consistent-hash key of a request, for the hash strategies.
