@@ -17,6 +17,13 @@ const MAX_POINTS: u64 = 1 << 20;
 pub struct Ring {
     /// (point, member index), sorted by point.
     points: Vec<(u64, u32)>,
+    /// For each value of a key's top `index_bits` bits, the position of the
+    /// first point with those top bits or more, plus one final entry: a key
+    /// is then searched for among the few points of its bucket, not the whole
+    /// ring. At 1,000 backends the ring has 160,000 points (2.5 MB): a plain
+    /// binary search there is 17 dependent cache misses, about 220 ns a pick.
+    index: Vec<u32>,
+    index_bits: u32,
 }
 
 /// FNV-1a over the bytes, then the murmur3 64-bit finaliser for avalanche.
@@ -46,7 +53,40 @@ impl Ring {
             }
         }
         points.sort_unstable();
-        Ring { points }
+        // About one point per bucket on average.
+        let index_bits = (usize::BITS - points.len().leading_zeros()).saturating_sub(1);
+        let buckets = 1usize << index_bits;
+        let mut index = Vec::with_capacity(buckets + 1);
+        let mut at = 0usize;
+        for b in 0..buckets as u64 {
+            while at < points.len() && bucket(points[at].0, index_bits) < b {
+                at += 1;
+            }
+            index.push(at as u32);
+        }
+        index.push(points.len() as u32);
+        Ring {
+            points,
+            index,
+            index_bits,
+        }
+    }
+
+    /// The position of the first point at or after `key` (may be the
+    /// ring's length: then the walk wraps to the first point).
+    fn first_at_or_after(&self, key: u64) -> usize {
+        let b = bucket(key, self.index_bits) as usize;
+        let (lo, hi) = (self.index[b] as usize, self.index[b + 1] as usize);
+        lo + self.points[lo..hi].partition_point(|&(p, _)| p < key)
+    }
+}
+
+/// A hash's top `bits` bits.
+fn bucket(h: u64, bits: u32) -> u64 {
+    if bits == 0 {
+        0
+    } else {
+        h >> (64 - bits)
     }
 }
 
@@ -61,7 +101,7 @@ impl Balancer for Ring {
             return None;
         }
         let key = key.unwrap_or_else(|| fastrand::u64(..));
-        let start = self.points.partition_point(|&(p, _)| p < key);
+        let start = self.first_at_or_after(key);
         let mut tried = 0usize;
         let mut last = u32::MAX;
         for k in 0..self.points.len() {
@@ -97,6 +137,31 @@ mod tests {
                 m[i].backend.addr.to_string()
             })
             .collect()
+    }
+
+    #[test]
+    fn the_bucket_index_finds_what_a_full_binary_search_finds() {
+        for weights in [vec![1], vec![1, 2, 3], vec![1; 100], vec![1; 1000]] {
+            let m = members(&weights);
+            let ring = Ring::new(&m);
+            let mut keys: Vec<u64> = (0..5000u32).map(|k| hash_bytes(&k.to_le_bytes())).collect();
+            // The edges: before the first point, after the last, on points.
+            keys.extend([
+                0,
+                u64::MAX,
+                ring.points[0].0,
+                ring.points[ring.points.len() - 1].0,
+            ]);
+            keys.extend(ring.points.iter().step_by(97).map(|p| p.0));
+            for key in keys {
+                assert_eq!(
+                    ring.first_at_or_after(key),
+                    ring.points.partition_point(|&(p, _)| p < key),
+                    "{} members, key {key:#x}",
+                    weights.len()
+                );
+            }
+        }
     }
 
     #[test]
