@@ -32,7 +32,7 @@ use tokio::time::Instant;
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// Idle connections kept per backend; more are closed when they come back.
-const MAX_IDLE: usize = 1024;
+const MAX_IDLE: usize = 128;
 
 /// The read buffer for a backend connection, which bounds a response head.
 pub const RESPONSE_HEAD_LIMIT: usize = 128 * 1024;

@@ -24,6 +24,13 @@
 //!   drains what the client still sends for a moment, so the client reads
 //!   the answer instead of a reset.
 //!
+//! - Parking: a plaintext HTTP/1 connection idle for `PARK_AFTER` hands
+//!   its socket back (`Parking`) and tells hyper the input ended; hyper ends
+//!   the connection without closing the socket, and frees its read and write
+//!   buffers (8 KiB each, at least). `serve` waits for the socket to become
+//!   readable, with no buffers, then starts hyper on it again. This is how
+//!   nginx keeps an idle keep-alive connection in well under 1 KiB.
+//!
 //! HTTP/2 (prior knowledge or ALPN) passes through; hyper's h2 enforces its
 //! own framing. Only the idle timer applies.
 
@@ -42,6 +49,44 @@ use tokio::time::{Instant, Sleep};
 const LINGER_TIME: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 1 << 20;
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// How long a keep-alive connection idles before it is parked. Long enough
+/// that a busy connection (a next request within a round trip or two) keeps
+/// its hyper state, short enough that thousands of idle connections hold
+/// almost nothing.
+pub const PARK_AFTER: Duration = Duration::from_millis(10);
+
+/// Where a parked connection's stream is handed back to `serve`: written
+/// once when the connection parks, read once when hyper has let go of it.
+pub struct Parking<T> {
+    slot: std::sync::Mutex<Option<Parked<T>>>,
+}
+
+pub struct Parked<T> {
+    pub stream: T,
+    /// Since when the connection is idle: the idle timeout counts on.
+    pub idle_since: Instant,
+}
+
+impl<T> Default for Parking<T> {
+    fn default() -> Self {
+        Parking {
+            slot: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl<T> Parking<T> {
+    pub fn take(&self) -> Option<Parked<T>> {
+        self.slot.lock().ok().and_then(|mut s| s.take())
+    }
+
+    fn put(&self, parked: Parked<T>) {
+        if let Ok(mut s) = self.slot.lock() {
+            *s = Some(parked);
+        }
+    }
+}
 
 /// The request hyper is given in place of a rejected one; the handler knows
 /// it by this path together with the connection's rejection.
@@ -97,6 +142,8 @@ enum Timer {
     None,
     Head(Instant),
     Idle(Instant),
+    /// Idle, and parked at this instant (see `Parking`).
+    Park(Instant),
     Body(Instant),
 }
 
@@ -107,7 +154,9 @@ enum Linger {
 }
 
 pub struct ConnIo<T> {
-    inner: T,
+    /// The client's stream; None once parked.
+    inner: Option<T>,
+    parking: Option<Arc<Parking<T>>>,
     info: Arc<ConnInfo>,
     limits: Limits,
     framing: Framing,
@@ -139,7 +188,8 @@ impl<T> ConnIo<T> {
     pub fn new(inner: T, info: Arc<ConnInfo>, limits: Limits, h2: bool) -> ConnIo<T> {
         let now = Instant::now();
         ConnIo {
-            inner,
+            inner: Some(inner),
+            parking: None,
             info,
             limits,
             framing: if h2 { Framing::Raw } else { Framing::head() },
@@ -158,6 +208,31 @@ impl<T> ConnIo<T> {
             write_timer: Box::pin(tokio::time::sleep_until(now)),
             write_armed: false,
             linger: Linger::No,
+        }
+    }
+
+    /// Lets this (plaintext HTTP/1) connection park when idle. `resumed`:
+    /// since when it was idle if it was parked before.
+    pub fn with_parking(mut self, parking: Arc<Parking<T>>, resumed: Option<Instant>) -> Self {
+        if !self.h2 {
+            self.parking = Some(parking);
+        }
+        if let Some(since) = resumed {
+            self.first = false;
+            self.idle_since = since;
+            self.epoch = self.info.idle_epoch();
+            self.request_epoch = self.epoch;
+        }
+        self
+    }
+
+    /// Hands the stream back to `serve`; hyper sees the input end.
+    fn park(&mut self) {
+        if let (Some(parking), Some(stream)) = (self.parking.as_ref(), self.inner.take()) {
+            parking.put(Parked {
+                stream,
+                idle_since: self.idle_since,
+            });
         }
     }
 
@@ -378,7 +453,15 @@ impl<T> ConnIo<T> {
                 if self.first {
                     Timer::Head(self.accepted + self.limits.header_read_timeout)
                 } else if !self.busy() {
-                    Timer::Idle(self.idle_since + self.limits.idle_timeout)
+                    let idle = self.idle_since + self.limits.idle_timeout;
+                    let park = self.idle_since + PARK_AFTER;
+                    // Never with a write under way: hyper may still hold
+                    // bytes of the last answer.
+                    if self.parking.is_some() && !self.write_armed && park < idle {
+                        Timer::Park(park)
+                    } else {
+                        Timer::Idle(idle)
+                    }
                 } else {
                     Timer::None
                 }
@@ -403,9 +486,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> ConnIo<T> {
     /// Reads and drops what the client sends: Ready(n) for n bytes dropped,
     /// Ready(0) at end of input or on an error.
     fn drain(&mut self, cx: &mut Context<'_>) -> Poll<usize> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(0);
+        };
         let mut scratch = [0u8; 4096];
         let mut b = ReadBuf::new(&mut scratch);
-        match ready!(Pin::new(&mut self.inner).poll_read(cx, &mut b)) {
+        match ready!(Pin::new(inner).poll_read(cx, &mut b)) {
             Ok(()) => Poll::Ready(b.filled().len()),
             Err(_) => Poll::Ready(0),
         }
@@ -435,6 +521,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> ConnIo<T> {
             // An idle connection ends: hyper sees end of input and closes.
             Timer::Idle(_) => {
                 self.framing = Framing::Rejected;
+                Some(Ok(()))
+            }
+            // So does a parking one; `serve` keeps the socket.
+            Timer::Park(_) => {
+                self.park();
                 Some(Ok(()))
             }
             Timer::Body(_) => {
@@ -493,6 +584,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for ConnIo<T> {
             if this.deliver(buf) {
                 return Poll::Ready(Ok(()));
             }
+            let Some(inner) = this.inner.as_mut() else {
+                // Parked: the input has ended as far as hyper knows.
+                return Poll::Ready(Ok(()));
+            };
             if this.info.is_upgraded() {
                 if let Framing::AwaitUpgrade { stash } = &mut this.framing {
                     // Bytes that came after the handshake are the tunnel's.
@@ -501,7 +596,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for ConnIo<T> {
                     this.framing = Framing::Raw;
                     continue;
                 }
-                return Pin::new(&mut this.inner).poll_read(cx, buf);
+                return Pin::new(inner).poll_read(cx, buf);
             }
             this.refresh_idle();
             match &mut this.framing {
@@ -528,7 +623,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for ConnIo<T> {
                 _ => {}
             }
             let before = buf.filled().len();
-            match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            let Some(inner) = this.inner.as_mut() else {
+                return Poll::Ready(Ok(()));
+            };
+            match Pin::new(inner).poll_read(cx, buf) {
                 Poll::Ready(Ok(())) => {
                     let n = buf.filled().len() - before;
                     if n == 0 {
@@ -571,7 +669,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for ConnIo<T> {
                     let want = this.wanted_timer();
                     if want != this.armed {
                         this.armed = want;
-                        if let Timer::Head(at) | Timer::Idle(at) | Timer::Body(at) = want {
+                        if let Timer::Head(at)
+                        | Timer::Idle(at)
+                        | Timer::Park(at)
+                        | Timer::Body(at) = want
+                        {
                             this.timer.as_mut().reset(at);
                         }
                     }
@@ -635,7 +737,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ConnIo<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
+        };
+        let polled = Pin::new(inner).poll_write(cx, buf);
         this.write_progress(cx, polled)
     }
 
@@ -645,25 +750,35 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ConnIo<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
+        };
+        let polled = Pin::new(inner).poll_write_vectored(cx, bufs);
         this.write_progress(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        self.inner.as_ref().is_some_and(|i| i.is_write_vectored())
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_flush(cx);
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let polled = Pin::new(inner).poll_flush(cx);
         this.write_progress(cx, polled)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        // Parked: the socket is not hyper's to close.
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
         if matches!(this.linger, Linger::No) {
             // A failed shutdown only means the client is gone already.
-            if ready!(Pin::new(&mut this.inner).poll_shutdown(cx)).is_err() {
+            if ready!(Pin::new(inner).poll_shutdown(cx)).is_err() {
                 this.linger = Linger::Done;
             }
         }

@@ -3,8 +3,13 @@
 //!
 //! The accept loop follows hyper-util's graceful-server example: accept
 //! errors back off and continue (running out of file descriptors must not
-//! end the listener), every connection is watched for graceful shutdown,
-//! and stopping a listener closes its socket first, then drains.
+//! end the listener), every connection watches for graceful shutdown, and
+//! stopping a listener closes its socket first, then drains: it waits until
+//! every connection has given back its `max_connections` permit.
+//!
+//! A plaintext HTTP/1 connection idle for a moment is parked (see
+//! `io::Parking`): hyper lets go of it and its buffers, and `serve` waits on
+//! the bare socket until the client sends again.
 
 pub mod framing;
 pub mod io;
@@ -13,7 +18,6 @@ use crate::runtime::Shared;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -182,7 +186,6 @@ async fn accept_loop(
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let graceful = GracefulShutdown::new();
     let max_connections = shared.snapshot().listener(&name).config.max_connections;
     let limit = Arc::new(Semaphore::new(max_connections));
     let mut backoff = Duration::from_millis(5);
@@ -205,13 +208,12 @@ async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(5);
-                let watcher = graceful.watcher();
                 tokio::spawn(serve(
                     stream,
                     peer,
                     name.clone(),
                     shared.clone(),
-                    watcher,
+                    stop.clone(),
                     permit,
                 ));
             }
@@ -226,7 +228,10 @@ async fn accept_loop(
         }
     }
     drop(listener);
-    graceful.shutdown().await;
+    // Every connection holds a permit until it ends: all permits back means
+    // all connections drained. (max_connections is at most 10 million.)
+    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
+    let _ = limit.acquire_many(all).await;
 }
 
 /// Errors of one connection that died in the backlog; the listener is fine.
@@ -243,7 +248,7 @@ async fn serve(
     peer: SocketAddr,
     listener: Arc<str>,
     shared: Arc<Shared>,
-    watcher: Watcher,
+    stop: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
 ) {
     // Small proxied responses must not wait for Nagle.
@@ -259,28 +264,46 @@ async fn serve(
     match &config.tls {
         None => {
             let info = Arc::new(ConnInfo::new(listener, peer, false, shared));
-            serve_io(stream, info, &config, false, watcher).await;
+            serve_parking(stream, info, &config, stop).await;
         }
+        // Boxed, like hyper in `serve_parking`: this task's own size is
+        // what an idle plaintext connection costs.
         Some(tls) => {
-            let acceptor = tokio_rustls::TlsAcceptor::from(tls.server.clone());
-            // A handshake must finish within header_read_timeout, so
-            // half-open handshakes cannot pile up (the slowloris of TLS).
-            match tokio::time::timeout(config.header_read_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(stream)) => {
-                    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                    let info = Arc::new(ConnInfo::new(listener, peer, true, shared));
-                    serve_io(stream, info, &config, h2, watcher).await;
-                }
-                Ok(Err(e)) => {
-                    tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
-                }
-                Err(_) => {
-                    tracing::debug!(peer = %peer, "TLS handshake timed out");
-                }
-            }
+            Box::pin(serve_tls(
+                stream, tls, peer, listener, shared, &config, stop,
+            ))
+            .await
         }
     }
     active.dec();
+}
+
+async fn serve_tls(
+    stream: TcpStream,
+    tls: &crate::tls::ListenerTls,
+    peer: SocketAddr,
+    listener: Arc<str>,
+    shared: Arc<Shared>,
+    config: &crate::config::ListenerConfig,
+    stop: watch::Receiver<bool>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.server.clone());
+    // A handshake must finish within header_read_timeout, so half-open
+    // handshakes cannot pile up (the slowloris of TLS).
+    match tokio::time::timeout(config.header_read_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => {
+            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            let info = Arc::new(ConnInfo::new(listener, peer, true, shared));
+            let io = io::ConnIo::new(stream, info.clone(), limits(config), h2);
+            serve_io(io, info, config, stop).await;
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
+        }
+        Err(_) => {
+            tracing::debug!(peer = %peer, "TLS handshake timed out");
+        }
+    }
 }
 
 /// Serves one client connection given as any byte stream, as listener
@@ -292,33 +315,90 @@ where
 {
     let config = shared.snapshot().listener(listener).config.clone();
     let info = Arc::new(ConnInfo::new(listener.into(), peer, false, shared));
-    let graceful = GracefulShutdown::new();
-    serve_io(stream, info, &config, false, graceful.watcher()).await;
+    // Never stopped: the sender lives as long as the connection.
+    let (_never, stop) = watch::channel(false);
+    let io = io::ConnIo::new(stream, info.clone(), limits(&config), false);
+    serve_io(io, info, &config, stop).await;
 }
 
-/// Serves one connection's requests over a plain or TLS stream.
-async fn serve_io<T>(
-    stream: T,
-    info: Arc<ConnInfo>,
-    config: &crate::config::ListenerConfig,
-    h2: bool,
-    watcher: Watcher,
-) where
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let limits = io::Limits {
+fn limits(config: &crate::config::ListenerConfig) -> io::Limits {
+    io::Limits {
         header_read_timeout: config.header_read_timeout,
         idle_timeout: config.idle_timeout,
         max_header_bytes: config.max_header_bytes,
-    };
+    }
+}
+
+/// Serves a plaintext connection: with hyper while it is busy, parked on the
+/// bare socket while it idles (see `io::Parking`).
+async fn serve_parking(
+    mut stream: TcpStream,
+    info: Arc<ConnInfo>,
+    config: &crate::config::ListenerConfig,
+    mut stop: watch::Receiver<bool>,
+) {
+    let parking = Arc::new(io::Parking::default());
+    let mut resumed = None;
+    loop {
+        let io = io::ConnIo::new(stream, info.clone(), limits(config), false)
+            .with_parking(parking.clone(), resumed);
+        // Boxed: a parked connection's task keeps only a pointer's worth of
+        // hyper, not hyper's connection state.
+        Box::pin(serve_io(io, info.clone(), config, stop.clone())).await;
+        let Some(parked) = parking.take() else {
+            return;
+        };
+        stream = parked.stream;
+        let idle_until = parked.idle_since + config.idle_timeout;
+        tokio::select! {
+            biased;
+            // Draining: an idle connection closes at once.
+            _ = stopped(&mut stop) => return,
+            _ = tokio::time::sleep_until(idle_until) => return,
+            readable = stream.readable() => if readable.is_err() {
+                return;
+            },
+        }
+        // A client that closed its idle connection needs no hyper.
+        if matches!(stream.peek(&mut [0u8; 1]).await, Ok(0) | Err(_)) {
+            return;
+        }
+        resumed = Some(parked.idle_since);
+    }
+}
+
+/// Serves one connection's requests over a plain or TLS stream, until it
+/// ends or parks.
+async fn serve_io<T>(
+    io: io::ConnIo<T>,
+    info: Arc<ConnInfo>,
+    config: &crate::config::ListenerConfig,
+    mut stop: watch::Receiver<bool>,
+) where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let peer = info.peer;
-    let io = TokioIo::new(io::ConnIo::new(stream, info.clone(), limits, h2));
     let builder = connection_builder(config);
     let service = service_fn(move |req| crate::proxy::handle(req, info.clone()));
-    let conn = builder.serve_connection_with_upgrades(io, service);
-    if let Err(e) = watcher.watch(conn).await {
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let ended = tokio::select! {
+        ended = conn.as_mut() => ended,
+        _ = stopped(&mut stop) => {
+            // Graceful: the request in flight finishes, then the
+            // connection closes (HTTP/2: GOAWAY).
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = ended {
         tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
     }
+}
+
+/// Resolves when the listener stops (or is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
 /// hyper settings for client connections.
