@@ -190,7 +190,11 @@ async fn forward(
     })?;
     loop {
         let (i, mut lease) = picked;
-        tried.push(i);
+        // Only a request that can be retried needs the list (no allocation
+        // per request otherwise).
+        if kept.is_some() {
+            tried.push(i);
+        }
         let backend = lease.backend().clone();
         if let Some(r) = done.record.as_mut() {
             r.backend = Some(backend.addr.clone());
