@@ -139,17 +139,6 @@ async fn a_drain_closes_parked_connections_at_once() {
     assert_eq!(within(5, parked.read(&mut buf)).await.unwrap_or(0), 0);
 }
 
-/// RSS of a process in bytes.
-fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .unwrap()
-        * 1024
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_keep_alive_connections_cost_little_memory() {
     let b = Backend::start("b").await;

@@ -337,6 +337,17 @@ pub async fn read_to_close(s: &mut TcpStream, secs: u64) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// RSS of a process in bytes.
+pub fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap()
+        * 1024
+}
+
 /// A backend that speaks raw TCP: `handler` gets each accepted connection.
 pub async fn raw_backend<F, Fut>(handler: F) -> SocketAddr
 where
