@@ -122,11 +122,6 @@ impl Upstream {
             .store(t.as_millis() as u64, Ordering::Relaxed);
     }
 
-    /// Idle connections in the pool now.
-    pub fn idle_count(&self) -> usize {
-        self.shared.idle.lock().map_or(0, |l| l.conns.len())
-    }
-
     /// Sends `req` (origin-form URI) to `addr` on a pooled connection, or a
     /// new one. A pooled connection the backend closed meanwhile hands the
     /// unsent request back, and the next connection gets it: nothing is
@@ -182,8 +177,9 @@ impl Upstream {
     /// the one least likely to have been closed by the backend.
     fn checkout(&self, addr: SocketAddr) -> Option<Sender> {
         let mut list = self.shared.idle.lock().ok()?;
+        let now = Instant::now();
         while let Some(idle) = list.conns.pop() {
-            if idle.addr == addr && !idle.sender.is_closed() && fresh(&idle, Instant::now()) {
+            if idle.addr == addr && !idle.sender.is_closed() && fresh(&idle, now) {
                 return Some(idle.sender);
             }
         }

@@ -214,9 +214,8 @@ impl<T> ConnIo<T> {
     /// Lets this (plaintext HTTP/1) connection park when idle. `resumed`:
     /// since when it was idle if it was parked before.
     pub fn with_parking(mut self, parking: Arc<Parking<T>>, resumed: Option<Instant>) -> Self {
-        if !self.h2 {
-            self.parking = Some(parking);
-        }
+        // Only an idle HTTP/1 connection parks (see `wanted_timer`).
+        self.parking = Some(parking);
         if let Some(since) = resumed {
             self.first = false;
             self.idle_since = since;
@@ -485,13 +484,19 @@ impl<T> ConnIo<T> {
 impl<T: AsyncRead + AsyncWrite + Unpin> ConnIo<T> {
     /// Reads and drops what the client sends: Ready(n) for n bytes dropped,
     /// Ready(0) at end of input or on an error.
+    /// Reads from the client's stream. A parked connection's input has
+    /// ended, as far as hyper knows.
+    fn read_inner(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll_read(cx, buf),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+
     fn drain(&mut self, cx: &mut Context<'_>) -> Poll<usize> {
-        let Some(inner) = self.inner.as_mut() else {
-            return Poll::Ready(0);
-        };
         let mut scratch = [0u8; 4096];
         let mut b = ReadBuf::new(&mut scratch);
-        match ready!(Pin::new(inner).poll_read(cx, &mut b)) {
+        match ready!(self.read_inner(cx, &mut b)) {
             Ok(()) => Poll::Ready(b.filled().len()),
             Err(_) => Poll::Ready(0),
         }
@@ -584,10 +589,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for ConnIo<T> {
             if this.deliver(buf) {
                 return Poll::Ready(Ok(()));
             }
-            let Some(inner) = this.inner.as_mut() else {
-                // Parked: the input has ended as far as hyper knows.
-                return Poll::Ready(Ok(()));
-            };
             if this.info.is_upgraded() {
                 if let Framing::AwaitUpgrade { stash } = &mut this.framing {
                     // Bytes that came after the handshake are the tunnel's.
@@ -596,7 +597,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for ConnIo<T> {
                     this.framing = Framing::Raw;
                     continue;
                 }
-                return Pin::new(inner).poll_read(cx, buf);
+                return this.read_inner(cx, buf);
             }
             this.refresh_idle();
             match &mut this.framing {
@@ -623,10 +624,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for ConnIo<T> {
                 _ => {}
             }
             let before = buf.filled().len();
-            let Some(inner) = this.inner.as_mut() else {
-                return Poll::Ready(Ok(()));
-            };
-            match Pin::new(inner).poll_read(cx, buf) {
+            match this.read_inner(cx, buf) {
                 Poll::Ready(Ok(())) => {
                     let n = buf.filled().len() - before;
                     if n == 0 {
