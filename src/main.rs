@@ -70,6 +70,17 @@ fn check(path: &Path) -> ExitCode {
 }
 
 fn runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    // One worker: tokio's single-threaded scheduler does the same work
+    // without the work-stealing machinery (no atomics on the run queue, no
+    // handoff between the main thread and a worker).
+    let one = worker_threads == 1
+        || (worker_threads == 0
+            && std::thread::available_parallelism().is_ok_and(|n| n.get() == 1));
+    if one {
+        return tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+    }
     let mut b = tokio::runtime::Builder::new_multi_thread();
     if worker_threads > 0 {
         b.worker_threads(worker_threads);

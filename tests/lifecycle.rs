@@ -1,5 +1,7 @@
 //! Process lifecycle through the real binary: SIGTERM drains in-flight
-//! requests and exits 0.
+//! requests and exits 0. The signal tests run sluice with one worker thread,
+//! i.e. on tokio's single-threaded scheduler, where signals, reload and
+//! drain share the one thread with the traffic.
 
 mod support;
 use std::time::Duration;
@@ -14,7 +16,7 @@ async fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
     let path = temp_file(
         "sluice.toml",
         &format!(
-            "[runtime]\nshutdown_grace = \"10s\"\n[admin]\nbind = \"127.0.0.1:{admin_port}\"\n[log]\nformat = \"text\"\n[[listener]]\nname = \"public\"\nbind = \"127.0.0.1:{port}\"\n[[route]]\npool = \"p\"\n[pool.p]\nbackends = [{{ addr = \"{}\" }}]\n",
+            "[runtime]\nshutdown_grace = \"10s\"\nworker_threads = 1\n[admin]\nbind = \"127.0.0.1:{admin_port}\"\n[log]\nformat = \"text\"\n[[listener]]\nname = \"public\"\nbind = \"127.0.0.1:{port}\"\n[[route]]\npool = \"p\"\n[pool.p]\nbackends = [{{ addr = \"{}\" }}]\n",
             b.addr
         ),
     );
@@ -104,7 +106,7 @@ async fn sighup_reloads_the_file_and_a_bad_file_changes_nothing() {
     let port = free_port();
     let text = |backend: &Backend, extra: &str| {
         format!(
-            "[log]\naccess_log = false\n[[listener]]\nname = \"public\"\nbind = \"127.0.0.1:{port}\"\n[[route]]\npool = \"p\"\n[pool.p]\nbackends = [{{ addr = \"{}\" }}]\n{extra}",
+            "[runtime]\nworker_threads = 1\n[log]\naccess_log = false\n[[listener]]\nname = \"public\"\nbind = \"127.0.0.1:{port}\"\n[[route]]\npool = \"p\"\n[pool.p]\nbackends = [{{ addr = \"{}\" }}]\n{extra}",
             backend.addr
         )
     };
