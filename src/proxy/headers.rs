@@ -6,6 +6,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::Version;
 use ipnet::IpNet;
+use std::io::Write;
 use std::net::IpAddr;
 
 /// Headers that describe one connection, never forwarded.
@@ -102,7 +103,15 @@ pub fn rewrite_request(headers: &mut HeaderMap, fwd: &Forwarded<'_>) {
     }
     // Append the peer to any X-Forwarded-For chain (several headers count as
     // one list, RFC 9110 section 5.3).
-    let peer = fwd.peer.to_string();
+    // The peer's address is formatted on the stack: the header value is
+    // then the request's only allocation for it.
+    let mut buf = [0u8; 64];
+    let peer = {
+        let mut w = &mut buf[..];
+        let _ = write!(w, "{}", fwd.peer);
+        let n = 64 - w.len();
+        std::str::from_utf8(&buf[..n]).unwrap_or("")
+    };
     let xff = {
         let mut chain = headers
             .get_all(&X_FORWARDED_FOR)
@@ -110,11 +119,11 @@ pub fn rewrite_request(headers: &mut HeaderMap, fwd: &Forwarded<'_>) {
             .filter_map(|v| v.to_str().ok())
             .peekable();
         if chain.peek().is_none() {
-            HeaderValue::from_str(&peer)
+            HeaderValue::from_str(peer)
         } else {
             let mut joined = chain.collect::<Vec<_>>().join(", ");
             joined.push_str(", ");
-            joined.push_str(&peer);
+            joined.push_str(peer);
             HeaderValue::from_str(&joined)
         }
     };
@@ -244,6 +253,26 @@ mod tests {
         h.insert("x-kept", HeaderValue::from_static("1"));
         remove_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn longest_ipv6_peer_is_appended_whole() {
+        let peer: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
+            .parse()
+            .unwrap();
+        let id = HeaderValue::from_static("id1");
+        let fwd = Forwarded {
+            peer,
+            https: true,
+            host: None,
+            request_id: &id,
+        };
+        let mut h = HeaderMap::new();
+        rewrite_request(&mut h, &fwd);
+        assert_eq!(h["x-forwarded-for"], peer.to_string().as_str());
+        h.insert("x-forwarded-for", HeaderValue::from_static("1.1.1.1"));
+        rewrite_request(&mut h, &fwd);
+        assert_eq!(h["x-forwarded-for"], format!("1.1.1.1, {peer}").as_str());
     }
 
     #[test]

@@ -8,6 +8,11 @@ const MAX_CLIENT_ID: usize = 128;
 
 /// 128 random bits as 32 lower-case hex digits.
 pub fn generate() -> String {
+    // Only ASCII hex digits are written.
+    String::from_utf8_lossy(&hex_id()).into_owned()
+}
+
+fn hex_id() -> [u8; 32] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut v = fastrand::u128(..);
     let mut out = [0u8; 32];
@@ -15,13 +20,12 @@ pub fn generate() -> String {
         *b = HEX[(v & 0xf) as usize];
         v >>= 4;
     }
-    // Only ASCII hex digits were written.
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 /// The request's id: the client's if it sent a usable one, else a new one.
 pub fn from_headers(headers: &HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get("x-request-id") {
+    if let Some(v) = headers.get(&super::headers::X_REQUEST_ID) {
         if !v.is_empty() && v.len() <= MAX_CLIENT_ID && v.to_str().is_ok() {
             return v.clone();
         }
@@ -31,7 +35,7 @@ pub fn from_headers(headers: &HeaderMap) -> HeaderValue {
 
 pub fn fresh() -> HeaderValue {
     // Hex digits are always a valid header value.
-    HeaderValue::from_str(&generate()).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    HeaderValue::from_bytes(&hex_id()).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 #[cfg(test)]
