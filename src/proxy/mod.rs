@@ -39,10 +39,9 @@ pub async fn handle(
     // A request the framing layer refused: hyper was handed a stand-in.
     if req.uri().path() == crate::server::io::REJECTED_PATH {
         if let Some(r) = conn.rejection() {
-            let id = request_id::generate();
-            crate::accesslog::rejected(&conn, r.status, &id);
-            let header = HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("-"));
-            return Ok(ProxyError::Rejected(r).response(&header));
+            let id = request_id::fresh();
+            crate::accesslog::rejected(&conn, r.status, id.to_str().unwrap_or("-"));
+            return Ok(ProxyError::Rejected(r).response(&id));
         }
     }
     // The completion guard exists from the first line: if the client goes

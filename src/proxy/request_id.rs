@@ -7,11 +7,6 @@ use http::{HeaderMap, HeaderValue};
 const MAX_CLIENT_ID: usize = 128;
 
 /// 128 random bits as 32 lower-case hex digits.
-pub fn generate() -> String {
-    // Only ASCII hex digits are written.
-    String::from_utf8_lossy(&hex_id()).into_owned()
-}
-
 fn hex_id() -> [u8; 32] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut v = fastrand::u128(..);
@@ -44,10 +39,10 @@ mod tests {
 
     #[test]
     fn ids_are_hex_and_distinct() {
-        let a = generate();
+        let a = fresh();
         assert_eq!(a.len(), 32);
-        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
-        assert_ne!(a, generate());
+        assert!(a.as_bytes().iter().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(a, fresh());
     }
 
     #[test]
