@@ -13,6 +13,7 @@ pub mod backend;
 pub mod balance;
 pub mod config;
 pub mod demo;
+pub mod http1;
 pub mod limit;
 pub mod logging;
 pub mod metrics;

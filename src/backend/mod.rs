@@ -7,6 +7,7 @@
 
 pub mod breaker;
 pub mod checker;
+pub mod conns;
 pub mod health;
 pub mod latency;
 pub mod upstream;
