@@ -87,12 +87,13 @@ fn routes(c: &mut Criterion) {
     });
 }
 
-/// The header work of one typical browser request: rewrite for the backend
-/// (hop-by-hop removal, X-Forwarded-*, request id), the response rewrite,
-/// and the framing layer's check of the raw head.
+/// The header work of one typical browser request in the HTTP/1 engine:
+/// parse and check the raw head (one httparse pass with sluice's checks),
+/// write the backend's request head from its spans, parse the response
+/// head and write the client's.
 fn headers(c: &mut Criterion) {
-    use http::{HeaderMap, HeaderValue};
-    use sluice::proxy::headers::{rewrite_request, rewrite_response, Forwarded};
+    use sluice::http1::codec::{parse_request, parse_response, RequestHead, ResponseHead};
+    use sluice::http1::write::{request_head, response_head, Connection, Forwarded, Framing};
     let raw: &[(&str, &str)] = &[
         ("host", "www.example.com"),
         (
@@ -110,57 +111,57 @@ fn headers(c: &mut Criterion) {
         ("upgrade-insecure-requests", "1"),
         ("x-forwarded-for", "203.0.113.7"),
     ];
-    let mut template = HeaderMap::new();
-    for (k, v) in raw {
-        template.append(*k, HeaderValue::from_static(v));
-    }
-    let host = HeaderValue::from_static("www.example.com");
-    let id = HeaderValue::from_static("0123456789abcdef0123456789abcdef");
-    c.bench_function("headers/rewrite request (9 headers)", |b| {
-        b.iter_batched(
-            || template.clone(),
-            |mut h| {
-                rewrite_request(
-                    &mut h,
-                    &Forwarded {
-                        peer: [192, 0, 2, 1].into(),
-                        https: true,
-                        host: Some(&host),
-                        request_id: &id,
-                    },
-                );
-                h
-            },
-            criterion::BatchSize::SmallInput,
-        )
-    });
-    let mut response = HeaderMap::new();
-    for (k, v) in [
-        ("content-type", "text/html; charset=utf-8"),
-        ("content-length", "5120"),
-        ("cache-control", "max-age=60"),
-        ("connection", "keep-alive"),
-        ("date", "Sat, 21 Nov 2026 07:00:00 GMT"),
-    ] {
-        response.append(k, HeaderValue::from_static(v));
-    }
-    c.bench_function("headers/rewrite response (5 headers)", |b| {
-        b.iter_batched(
-            || response.clone(),
-            |mut h| {
-                rewrite_response(&mut h, &id);
-                h
-            },
-            criterion::BatchSize::SmallInput,
-        )
-    });
     let mut head = String::from("GET /index.html?q=1 HTTP/1.1\r\n");
     for (k, v) in raw {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
-    c.bench_function("headers/check raw head (9 headers)", |b| {
-        b.iter(|| sluice::server::framing::check_head(black_box(head.as_bytes())))
+    let mut parsed = RequestHead::new();
+    c.bench_function("headers/parse and check request head (9 fields)", |b| {
+        b.iter(|| {
+            let mut scanned = 0;
+            parse_request(black_box(head.as_bytes()), &mut parsed, &mut scanned, 65536)
+        })
+    });
+    let mut scanned = 0;
+    parse_request(head.as_bytes(), &mut parsed, &mut scanned, 65536).unwrap();
+    let mut out = Vec::with_capacity(4096);
+    let fwd = Forwarded {
+        peer: [192, 0, 2, 1].into(),
+        https: true,
+        request_id: b"0123456789abcdef0123456789abcdef",
+    };
+    c.bench_function("headers/write backend request head (9 fields)", |b| {
+        b.iter(|| {
+            out.clear();
+            request_head(&mut out, head.as_bytes(), &parsed, &fwd, b"");
+            black_box(out.len())
+        })
+    });
+    let response = "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: 5120\r\ncache-control: max-age=60\r\nconnection: keep-alive\r\ndate: Sat, 21 Nov 2026 07:00:00 GMT\r\n\r\n";
+    let mut resp = ResponseHead::new();
+    c.bench_function("headers/parse response head and write it (5 fields)", |b| {
+        b.iter(|| {
+            let mut scanned = 0;
+            parse_response(
+                black_box(response.as_bytes()),
+                &mut resp,
+                &mut scanned,
+                1 << 17,
+                false,
+            )
+            .unwrap();
+            out.clear();
+            response_head(
+                &mut out,
+                response.as_bytes(),
+                &resp,
+                b"0123456789abcdef0123456789abcdef",
+                Framing::Length(5120),
+                Connection::Default,
+            );
+            black_box(out.len())
+        })
     });
 }
 

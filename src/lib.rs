@@ -7,10 +7,10 @@
 
 #![forbid(unsafe_code)]
 
-pub mod accesslog;
 pub mod admin;
 pub mod backend;
 pub mod balance;
+pub mod checker;
 pub mod config;
 pub mod demo;
 pub mod http1;
@@ -66,7 +66,7 @@ impl BindError {
 pub struct Sluice {
     shared: Arc<Shared>,
     listeners: tokio::sync::Mutex<Vec<Listener>>,
-    checkers: std::sync::Mutex<backend::checker::Checkers>,
+    checkers: std::sync::Mutex<checker::Checkers>,
     admin: tokio::sync::Mutex<Option<admin::Admin>>,
 }
 

@@ -7,9 +7,9 @@ use tracing_subscriber::EnvFilter;
 
 pub fn init(log: &LogConfig) {
     let directives = if log.access_log {
-        format!("{},{}=info", log.level, crate::accesslog::TARGET)
+        format!("{},{}=info", log.level, crate::proxy::completion::TARGET)
     } else {
-        format!("{},{}=off", log.level, crate::accesslog::TARGET)
+        format!("{},{}=off", log.level, crate::proxy::completion::TARGET)
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(directives));
     let builder = tracing_subscriber::fmt()

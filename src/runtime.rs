@@ -55,9 +55,7 @@ impl Pool {
             let backend = previous
                 .and_then(|p| p.members.iter().find(|m| *m.backend.addr == *b.addr))
                 .map(|m| {
-                    m.backend
-                        .upstream
-                        .set_connect_timeout(config.connect_timeout);
+                    m.backend.conns.set_connect_timeout(config.connect_timeout);
                     m.backend.clone()
                 })
                 .unwrap_or_else(|| Arc::new(Backend::new(&name, &b.addr, config.connect_timeout)));

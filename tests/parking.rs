@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 /// Longer than sluice's parking delay.
 const PARKED: Duration =
-    Duration::from_millis(sluice::server::io::PARK_AFTER.as_millis() as u64 * 5);
+    Duration::from_millis(sluice::http1::conn::PARK_AFTER.as_millis() as u64 * 5);
 
 /// Reads one response with a Content-Length body from `s`.
 async fn read_response(s: &mut TcpStream) -> String {

@@ -6,11 +6,9 @@
 //! Nothing here stores config: thresholds and decay come in as arguments.
 
 pub mod breaker;
-pub mod checker;
 pub mod conns;
 pub mod health;
 pub mod latency;
-pub mod upstream;
 
 use crate::limit::SharedBucket;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -36,7 +34,8 @@ pub struct Backend {
     health: Mutex<health::HealthCounter>,
     pub breaker: breaker::Breaker,
     pub bucket: SharedBucket,
-    pub upstream: upstream::Upstream,
+    /// Pooled connections (see `conns`).
+    pub conns: conns::Conns,
     /// Origin of this backend's nanosecond clock for the latency estimate.
     epoch: Instant,
 }
@@ -54,7 +53,7 @@ impl Backend {
             health: Mutex::new(health::HealthCounter::default()),
             breaker: breaker::Breaker::default(),
             bucket: SharedBucket::default(),
-            upstream: upstream::Upstream::new(connect_timeout),
+            conns: conns::Conns::new(connect_timeout),
             epoch: Instant::now(),
         }
     }

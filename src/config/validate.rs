@@ -565,10 +565,17 @@ pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
 
 fn validate_health(e: &mut Errors, p: &str, h: &RawHealthCheck) -> HealthCheckConfig {
     let path = h.path.clone().unwrap_or_else(|| "/healthz".into());
-    if !path.starts_with('/') {
+    // Checked here as the request target it becomes: a path the check
+    // could not send (a space, a control character) is a config error,
+    // not a silent probe of "/".
+    if !path.starts_with('/')
+        || !path
+            .bytes()
+            .all(|b| (0x21..=0x7e).contains(&b) && b != b'#')
+    {
         e.push(
             format!("{p}.path"),
-            format!("must start with '/', got {path:?}"),
+            format!("must be an origin-form path (starting with '/', visible ASCII, no spaces), got {path:?}"),
         );
     }
     let expect = h.expect_status.as_deref().unwrap_or("200-399");

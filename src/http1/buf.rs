@@ -98,8 +98,10 @@ impl Buf {
         }
     }
 
-    /// Keeps everything before the unread start in place until `unkeep`.
-    pub fn keep(&mut self) {
+    /// Consumes `n` bytes (a head) and keeps everything before the new
+    /// unread start in place until `unkeep`.
+    pub fn consume_and_keep(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.end);
         self.keep = self.start;
     }
 
@@ -194,8 +196,7 @@ mod tests {
         assert!(b.reserve(8, 1 << 20));
         assert_eq!(b.read(&mut src).await.unwrap(), 8);
         assert_eq!(b.unread(), b"HEADbody");
-        b.consume(4);
-        b.keep();
+        b.consume_and_keep(4);
         b.consume(4);
         // Kept: the head stays readable through `all`, and new bytes go
         // after it.

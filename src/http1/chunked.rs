@@ -275,19 +275,21 @@ impl Chunked {
 
 /// Writes the chunk-size line for `len` bytes of data.
 pub fn size_line(out: &mut Vec<u8>, len: usize) {
-    let mut digits = [0u8; 16];
-    let mut n = len;
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b"0123456789abcdef"[n & 0xf];
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
+    let mut line = [0u8; 20];
+    let n = size_line_into(&mut line, len);
+    out.extend_from_slice(&line[..n]);
+}
+
+/// Writes the chunk-size line for `len` bytes into `line`; returns its length.
+pub fn size_line_into(line: &mut [u8; 20], len: usize) -> usize {
+    let digits = (usize::BITS - len.leading_zeros()).div_ceil(4).max(1) as usize;
+    for (i, b) in line[..digits].iter_mut().enumerate() {
+        let shift = 4 * (digits - 1 - i);
+        *b = b"0123456789abcdef"[(len >> shift) & 0xf];
     }
-    out.extend_from_slice(&digits[i..]);
-    out.extend_from_slice(b"\r\n");
+    line[digits] = b'\r';
+    line[digits + 1] = b'\n';
+    digits + 2
 }
 
 #[cfg(test)]

@@ -1,13 +1,26 @@
 //! sluice's own HTTP/1 engine: one task per client connection parses each
 //! request head once, routes, admits and picks a backend, drives a pooled
-//! backend connection itself, and relays both bodies by their framing.
+//! backend connection itself (no second task, no channel), and relays both
+//! bodies by their framing.
 //!
 //! - `codec`: pure; bytes in, checked heads, framing and errors out.
 //! - `chunked`: the chunked coding's state machine.
 //! - `write`: heads written from parsed spans into one output buffer.
 //! - `buf`: per-connection read buffers from a per-thread free list.
+//! - `conn`: the client connection's task (heads, timeouts, parking).
+//! - `request`: one request from head to last byte.
+//! - `exchange`: one try on one backend connection.
+//! - `body`: request and response bodies by their framing.
+//! - `bridge`: the backend side for HTTP/2 requests.
+//! - `io`: stream types, writes, timers.
 
+pub mod body;
+pub mod bridge;
 pub mod buf;
 pub mod chunked;
 pub mod codec;
+pub mod conn;
+pub mod exchange;
+pub mod io;
+mod request;
 pub mod write;

@@ -161,15 +161,6 @@ pub fn response_head(
         }
         field(out, name, f.value.get(buf));
     }
-    match framing {
-        Framing::Length(n) | Framing::Announced(Some(n)) => {
-            out.extend_from_slice(b"content-length: ");
-            number(out, n);
-            out.extend_from_slice(b"\r\n");
-        }
-        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-        Framing::Close | Framing::Announced(None) => {}
-    }
     field(out, b"x-request-id", request_id);
     match connection {
         Connection::Default => {}
@@ -181,6 +172,16 @@ pub fn response_head(
                 field(out, b"upgrade", u.get(buf));
             }
         }
+    }
+    // The framing field last, as hyper writes it.
+    match framing {
+        Framing::Length(n) | Framing::Announced(Some(n)) => {
+            out.extend_from_slice(b"content-length: ");
+            number(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        Framing::Close | Framing::Announced(None) => {}
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -316,7 +317,7 @@ mod tests {
         );
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\ncontent-length: 2\r\nx-request-id: rid\r\nconnection: close\r\n\r\n"
+            "HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nx-request-id: rid\r\nconnection: close\r\ncontent-length: 2\r\n\r\n"
         );
     }
 

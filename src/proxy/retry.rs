@@ -7,12 +7,11 @@
 //! max-retries would let every request of an outage be tried `attempts + 1`
 //! times, multiplying the load on a pool that is already failing.
 
-use super::body::RequestBody;
-use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, Method};
-use http_body::Body;
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use super::error::ProxyError;
+use crate::backend::Lease;
+use crate::config::RetryConfig;
+use crate::metrics::Metrics;
+use crate::runtime::{Pool, Refusal};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -20,6 +19,9 @@ use std::time::Duration;
 pub const MAX_KEPT_BODY: usize = 64 * 1024;
 const WINDOW_SECS: u64 = 10;
 const MIN_RETRIES_PER_SEC: f64 = 10.0;
+/// Retry-After for a pool with no usable backend: about the time a health
+/// check or breaker needs to let one back in.
+const NO_BACKEND_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Whole seconds since the first call: the budget's clock (tokio's, so
 /// tests can pause it).
@@ -31,50 +33,159 @@ pub fn now_sec() -> u64 {
         .as_secs()
 }
 
-/// Whether the spec allows replaying this request: an idempotent method, or
-/// any request carrying `Idempotency-Key`.
-pub fn replay_safe(method: &Method, headers: &HeaderMap) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
-    ) || headers.contains_key("idempotency-key")
+/// How one try ended, as the breaker, the metrics and the retry policy
+/// see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tried {
+    /// A response head with this status.
+    Response(u16),
+    /// No connection: nothing was sent.
+    ConnectFailed,
+    /// No response head within request_timeout.
+    Timeout,
+    /// The connection broke or the answer was not HTTP (502).
+    Broken,
 }
 
-/// The request body after trying to keep it for replays.
-pub enum Kept {
-    /// Whole and small enough: can be sent any number of times.
-    Whole(Bytes),
-    /// Too large (or failed to read): sent once, as it streams.
-    Once(RequestBody),
-}
-
-/// Reads up to `MAX_KEPT_BODY` of the body. A body announced larger than
-/// that is not read at all; a chunked one that turns out larger is sent
-/// once, the part already read first.
-pub async fn keep_body(body: Incoming) -> Kept {
-    if body.is_end_stream() {
-        return Kept::Whole(Bytes::new());
-    }
-    if body.size_hint().lower() > MAX_KEPT_BODY as u64 {
-        return Kept::Once(RequestBody::Stream(body));
-    }
-    let mut body = body;
-    let mut buf = BytesMut::new();
-    loop {
-        match body.frame().await {
-            None => return Kept::Whole(buf.freeze()),
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    buf.extend_from_slice(&data);
-                }
-                if buf.len() > MAX_KEPT_BODY {
-                    return Kept::Once(RequestBody::Prefixed(Some(buf.freeze()), body));
-                }
-            }
-            // The client's body broke off: forward what arrived and let the
-            // backend see the truncation rather than inventing a request.
-            Some(Err(_)) => return Kept::Once(RequestBody::Prefixed(Some(buf.freeze()), body)),
+impl Tried {
+    /// The status counted in `sluice_upstream_requests_total`.
+    pub fn code(self) -> u16 {
+        match self {
+            Tried::Response(s) => s,
+            Tried::Timeout => 504,
+            Tried::ConnectFailed | Tried::Broken => 502,
         }
+    }
+}
+
+/// What to do after a try.
+pub enum Next {
+    /// Answer with what the last try gave.
+    Done,
+    /// Try again on `next` after `backoff`.
+    Retry {
+        backoff: Duration,
+        next: (usize, Lease),
+    },
+}
+
+/// The tries of one request on one pool: picks, outcomes and the retry
+/// policy, the same for every front end.
+pub struct Attempts<'p> {
+    pool: &'p Pool,
+    key: Option<u64>,
+    policy: Option<&'p RetryConfig>,
+    /// The request can be sent again (no body, or one kept whole).
+    replayable: bool,
+    /// Members tried so far; only filled once a retry is considered.
+    tried: Vec<usize>,
+    pub retries: u32,
+    sec: u64,
+}
+
+impl<'p> Attempts<'p> {
+    pub fn new(pool: &'p Pool, key: Option<u64>, replayable: bool) -> Attempts<'p> {
+        let policy = pool.config.retry.as_ref();
+        let sec = now_sec();
+        if policy.is_some() {
+            pool.budget.deposit(sec);
+        }
+        Attempts {
+            pool,
+            key,
+            policy,
+            replayable,
+            tried: Vec::new(),
+            retries: 0,
+            sec,
+        }
+    }
+
+    /// Whether the pool's policy would retry a replayable request at all
+    /// (worth keeping its body for).
+    pub fn may_replay(pool: &Pool) -> bool {
+        pool.config.retry.as_ref().is_some_and(|r| r.attempts > 0)
+    }
+
+    /// The first pick; 503 when no backend may take the request.
+    pub fn first(&mut self, metrics: &Metrics) -> Result<(usize, Lease), ProxyError> {
+        self.pool.pick(self.key, &[]).map_err(|refusal| {
+            if refusal == Refusal::RateLimited {
+                metrics
+                    .rate_limited
+                    .with_label_values(&["backend", &self.pool.name])
+                    .inc();
+            }
+            ProxyError::NoBackend {
+                retry_after: NO_BACKEND_RETRY_AFTER,
+            }
+        })
+    }
+
+    /// Records how the try on member `i` went (latency, breaker, counts,
+    /// metrics) and decides whether to try again.
+    ///
+    /// A connection failure sent nothing, so it is retried at once on
+    /// another backend, for any method, without backoff and outside the
+    /// budget (the spec's retry section). Other failures are retried only
+    /// for a replayable request, within the budget, after a full-jitter
+    /// backoff.
+    pub fn after(&mut self, i: usize, lease: &mut Lease, tried: Tried, metrics: &Metrics) -> Next {
+        let rtt = lease.observe();
+        let success = matches!(tried, Tried::Response(s) if s < 500);
+        lease.record(success, self.pool.breaker.as_ref());
+        let backend = lease.backend().clone();
+        backend.count_try(!success);
+        let mut code = itoa::Buffer::new();
+        metrics
+            .upstream_requests
+            .with_label_values(&[&*self.pool.name, &*backend.addr, code.format(tried.code())])
+            .inc();
+        self.pool.upstream_duration[i].observe(rtt.as_secs_f64());
+        let Some(policy) = self.policy else {
+            return Next::Done;
+        };
+        if self.retries >= policy.attempts {
+            return Next::Done;
+        }
+        let retry = match tried {
+            Tried::ConnectFailed => policy.on_connect_failure,
+            _ if !self.replayable => false,
+            Tried::Timeout => policy.on_timeout,
+            Tried::Response(s) => policy.on_status.contains(&s),
+            Tried::Broken => policy.on_status.contains(&502),
+        };
+        if !retry {
+            return Next::Done;
+        }
+        let backoff = if tried == Tried::ConnectFailed {
+            Duration::ZERO
+        } else {
+            match self.backoff_in_budget(policy) {
+                Some(b) => b,
+                None => return Next::Done,
+            }
+        };
+        self.tried.push(i);
+        // Another backend if one is left, else any usable one.
+        let Ok(next) = self
+            .pool
+            .pick(self.key, &self.tried)
+            .or_else(|_| self.pool.pick(self.key, &[]))
+        else {
+            return Next::Done;
+        };
+        tracing::debug!(pool = %self.pool.name, backend = %backend.addr, retry = self.retries + 1, "retrying");
+        metrics.retries.with_label_values(&[&*self.pool.name]).inc();
+        self.retries += 1;
+        Next::Retry { backoff, next }
+    }
+
+    fn backoff_in_budget(&self, policy: &RetryConfig) -> Option<Duration> {
+        self.pool
+            .budget
+            .try_withdraw(self.sec, policy.budget_ratio)
+            .then(|| backoff(self.retries, policy.backoff, policy.backoff_max))
     }
 }
 
@@ -139,18 +250,6 @@ impl Budget {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn replay_safety() {
-        let h = HeaderMap::new();
-        assert!(replay_safe(&Method::GET, &h));
-        assert!(replay_safe(&Method::PUT, &h));
-        assert!(!replay_safe(&Method::POST, &h));
-        assert!(!replay_safe(&Method::PATCH, &h));
-        let mut k = HeaderMap::new();
-        k.insert("idempotency-key", "abc".parse().unwrap());
-        assert!(replay_safe(&Method::POST, &k));
-    }
 
     #[test]
     fn backoff_is_capped_full_jitter() {

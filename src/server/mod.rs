@@ -1,121 +1,28 @@
-//! Listeners: bind, accept, and serve each client connection with hyper
-//! (HTTP/1.1 with keep-alive and HTTP/2 by prior knowledge on one port).
+//! Listeners: bind, accept, and hand each client connection to the HTTP/1
+//! engine (`http1`), or to hyper's HTTP/2 (`h2`) when ALPN or the client's
+//! preface says so.
 //!
 //! The accept loop follows hyper-util's graceful-server example: accept
 //! errors back off and continue (running out of file descriptors must not
-//! end the listener), every connection watches for graceful shutdown, and
-//! stopping a listener closes its socket first, then drains: it waits until
-//! every connection has given back its `max_connections` permit.
+//! end the listener), and stopping a listener closes its socket first, then
+//! drains: it waits until every connection has given back its
+//! `max_connections` permit.
 //!
-//! A plaintext HTTP/1 connection idle for a moment is parked (see
-//! `io::Parking`): hyper lets go of it and its buffers, and `serve` waits on
-//! the bare socket until the client sends again.
+//! An idle HTTP/1 connection parks: the engine gives back its buffers and
+//! `serve_http1` waits on the bare socket until the client sends again.
 
-pub mod framing;
-pub mod io;
+pub mod h2;
 
+use crate::http1::conn::{self as h1, Ended, Limits};
+use crate::http1::io::Stream;
+use crate::proxy::Client;
 use crate::runtime::Shared;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::Waker;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
-
-/// One client connection, as the request path and the I/O wrapper see it.
-pub struct ConnInfo {
-    pub listener: Arc<str>,
-    pub peer: SocketAddr,
-    pub tls: bool,
-    pub shared: Arc<Shared>,
-    in_progress: AtomicU32,
-    /// Bumped whenever the last request in progress ends.
-    idle_epoch: AtomicU64,
-    /// The connection task's waker while its reader waits for a request to
-    /// end: hyper may not poll the read side again by itself, and the idle
-    /// timer has to be armed when the connection goes idle.
-    idle_waker: Mutex<Option<Waker>>,
-    /// Switched protocols (WebSocket): the bytes now belong to a tunnel.
-    upgraded: AtomicBool,
-    /// Why the framing layer refused the client's request, for the handler
-    /// to answer (see `io`).
-    rejection: Mutex<Option<framing::Reject>>,
-}
-
-impl ConnInfo {
-    pub fn new(listener: Arc<str>, peer: SocketAddr, tls: bool, shared: Arc<Shared>) -> ConnInfo {
-        ConnInfo {
-            listener,
-            peer,
-            tls,
-            shared,
-            in_progress: AtomicU32::new(0),
-            idle_epoch: AtomicU64::new(0),
-            idle_waker: Mutex::new(None),
-            upgraded: AtomicBool::new(false),
-            rejection: Mutex::new(None),
-        }
-    }
-
-    pub fn request_started(&self) {
-        self.in_progress.fetch_add(1, Ordering::AcqRel);
-    }
-
-    pub fn request_finished(&self) {
-        if self.in_progress.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.idle_epoch.fetch_add(1, Ordering::AcqRel);
-            let waker = self.idle_waker.lock().map(|mut w| w.take()).unwrap_or(None);
-            if let Some(w) = waker {
-                w.wake();
-            }
-        }
-    }
-
-    /// Asks to be woken when the last request in progress ends.
-    pub fn wake_when_idle(&self, waker: &Waker) {
-        if let Ok(mut slot) = self.idle_waker.lock() {
-            match slot.as_ref() {
-                Some(w) if w.will_wake(waker) => {}
-                _ => *slot = Some(waker.clone()),
-            }
-        }
-    }
-
-    pub fn set_upgraded(&self) {
-        self.upgraded.store(true, Ordering::Release);
-    }
-
-    pub fn is_upgraded(&self) -> bool {
-        self.upgraded.load(Ordering::Acquire)
-    }
-
-    pub fn requests_in_progress(&self) -> u32 {
-        self.in_progress.load(Ordering::Acquire)
-    }
-
-    pub fn idle_epoch(&self) -> u64 {
-        self.idle_epoch.load(Ordering::Acquire)
-    }
-
-    pub fn set_rejection(&self, r: framing::Reject) {
-        if let Ok(mut slot) = self.rejection.lock() {
-            slot.get_or_insert(r);
-        }
-    }
-
-    pub fn rejection(&self) -> Option<framing::Reject> {
-        self.rejection.lock().ok().and_then(|r| *r)
-    }
-
-    pub fn has_rejection(&self) -> bool {
-        self.rejection().is_some()
-    }
-}
 
 /// Binds a listening socket the way a server should: SO_REUSEADDR (a
 /// restart does not wait out TIME_WAIT), non-blocking, a deep backlog (where
@@ -261,138 +168,129 @@ async fn serve(
         .connections_active
         .with_label_values(&[&*listener]);
     active.inc();
-    match &config.tls {
-        None => {
-            let info = Arc::new(ConnInfo::new(listener, peer, false, shared));
-            serve_parking(stream, info, &config, stop).await;
-        }
-        // Boxed, like hyper in `serve_parking`: this task's own size is
-        // what an idle plaintext connection costs.
-        Some(tls) => {
-            Box::pin(serve_tls(
-                stream, tls, peer, listener, shared, &config, stop,
-            ))
-            .await
-        }
+    let tls = config.tls.as_ref().map(|t| t.server.clone());
+    let client = Arc::new(Client {
+        listener,
+        peer,
+        tls: tls.is_some(),
+        shared,
+    });
+    match tls {
+        None => serve_http1(stream, client, &config, stop).await,
+        // Boxed: this task's own size is what an idle plaintext
+        // connection costs.
+        Some(tls) => Box::pin(serve_tls(stream, tls, client, &config, stop)).await,
     }
     active.dec();
 }
 
 async fn serve_tls(
     stream: TcpStream,
-    tls: &crate::tls::ListenerTls,
-    peer: SocketAddr,
-    listener: Arc<str>,
-    shared: Arc<Shared>,
+    tls: Arc<rustls::ServerConfig>,
+    client: Arc<Client>,
     config: &crate::config::ListenerConfig,
     stop: watch::Receiver<bool>,
 ) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls.server.clone());
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     // A handshake must finish within header_read_timeout, so half-open
     // handshakes cannot pile up (the slowloris of TLS).
     match tokio::time::timeout(config.header_read_timeout, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => {
-            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-            let info = Arc::new(ConnInfo::new(listener, peer, true, shared));
-            let io = io::ConnIo::new(stream, info.clone(), limits(config), h2);
-            serve_io(io, info, config, stop).await;
+            if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                h2::serve(stream, client, config, stop).await;
+            } else {
+                serve_http1(stream, client, config, stop).await;
+            }
         }
-        Ok(Err(e)) => {
-            tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
-        }
-        Err(_) => {
-            tracing::debug!(peer = %peer, "TLS handshake timed out");
-        }
+        Ok(Err(e)) => tracing::debug!(peer = %client.peer, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(peer = %client.peer, "TLS handshake timed out"),
     }
 }
 
 /// Serves one client connection given as any byte stream, as listener
 /// `listener` would (without TLS). For fuzzing the request path over an
 /// in-memory stream; the listeners use `serve`.
-pub async fn serve_stream<T>(stream: T, peer: SocketAddr, listener: &str, shared: Arc<Shared>)
-where
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
+pub async fn serve_stream<T: Stream>(
+    stream: T,
+    peer: SocketAddr,
+    listener: &str,
+    shared: Arc<Shared>,
+) {
     let config = shared.snapshot().listener(listener).config.clone();
-    let info = Arc::new(ConnInfo::new(listener.into(), peer, false, shared));
+    let client = Arc::new(Client {
+        listener: listener.into(),
+        peer,
+        tls: false,
+        shared,
+    });
     // Never stopped: the sender lives as long as the connection.
     let (_never, stop) = watch::channel(false);
-    let io = io::ConnIo::new(stream, info.clone(), limits(&config), false);
-    serve_io(io, info, &config, stop).await;
+    serve_http1(stream, client, &config, stop).await;
 }
 
-fn limits(config: &crate::config::ListenerConfig) -> io::Limits {
-    io::Limits {
+fn limits(config: &crate::config::ListenerConfig) -> Limits {
+    Limits {
         header_read_timeout: config.header_read_timeout,
         idle_timeout: config.idle_timeout,
         max_header_bytes: config.max_header_bytes,
     }
 }
 
-/// Serves a plaintext connection: with hyper while it is busy, parked on the
-/// bare socket while it idles (see `io::Parking`).
-async fn serve_parking(
-    mut stream: TcpStream,
-    info: Arc<ConnInfo>,
+/// Serves an HTTP/1 connection with the engine while it is busy, parked on
+/// the bare socket while it idles.
+async fn serve_http1<S: Stream>(
+    mut stream: S,
+    client: Arc<Client>,
     config: &crate::config::ListenerConfig,
     mut stop: watch::Receiver<bool>,
 ) {
-    let parking = Arc::new(io::Parking::default());
     let mut resumed = None;
     loop {
-        let io = io::ConnIo::new(stream, info.clone(), limits(config), false)
-            .with_parking(parking.clone(), resumed);
         // Boxed: a parked connection's task keeps only a pointer's worth of
-        // hyper, not hyper's connection state.
-        Box::pin(serve_io(io, info.clone(), config, stop.clone())).await;
-        let Some(parked) = parking.take() else {
+        // the engine, not its state.
+        let ended = Box::pin(h1::serve(
+            stream,
+            client.clone(),
+            limits(config),
+            stop.clone(),
+            resumed,
+        ))
+        .await;
+        let idle_since = match ended {
+            Ended::Closed => return,
+            Ended::H2 { stream, read } => {
+                let prefixed = Prefixed {
+                    read: std::io::Cursor::new(read),
+                    stream,
+                };
+                return Box::pin(h2::serve(prefixed, client, config, stop)).await;
+            }
+            Ended::Parked {
+                stream: s,
+                idle_since,
+            } => {
+                stream = s;
+                idle_since
+            }
+        };
+        let Some(socket) = stream.socket() else {
             return;
         };
-        stream = parked.stream;
-        let idle_until = parked.idle_since + config.idle_timeout;
+        let idle_until = idle_since + config.idle_timeout;
         tokio::select! {
             biased;
             // Draining: an idle connection closes at once.
             _ = stopped(&mut stop) => return,
             _ = tokio::time::sleep_until(idle_until) => return,
-            readable = stream.readable() => if readable.is_err() {
+            readable = socket.readable() => if readable.is_err() {
                 return;
             },
         }
-        // A client that closed its idle connection needs no hyper.
-        if matches!(stream.peek(&mut [0u8; 1]).await, Ok(0) | Err(_)) {
+        // A client that closed its idle connection needs no engine.
+        if matches!(socket.peek(&mut [0u8; 1]).await, Ok(0) | Err(_)) {
             return;
         }
-        resumed = Some(parked.idle_since);
-    }
-}
-
-/// Serves one connection's requests over a plain or TLS stream, until it
-/// ends or parks.
-async fn serve_io<T>(
-    io: io::ConnIo<T>,
-    info: Arc<ConnInfo>,
-    config: &crate::config::ListenerConfig,
-    mut stop: watch::Receiver<bool>,
-) where
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let peer = info.peer;
-    let builder = connection_builder(config);
-    let service = service_fn(move |req| crate::proxy::handle(req, info.clone()));
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    tokio::pin!(conn);
-    let ended = tokio::select! {
-        ended = conn.as_mut() => ended,
-        _ = stopped(&mut stop) => {
-            // Graceful: the request in flight finishes, then the
-            // connection closes (HTTP/2: GOAWAY).
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    };
-    if let Err(e) = ended {
-        tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+        resumed = Some(idle_since);
     }
 }
 
@@ -401,34 +299,64 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
-/// hyper settings for client connections.
-fn connection_builder(config: &crate::config::ListenerConfig) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        // A client may shut its write side after its request and still
-        // wait for the answer (`printf ... | nc`), as nginx and HAProxy allow.
-        .half_close(true)
-        // Head timing is ConnIo's job (it answers 408; hyper would just close).
-        .header_read_timeout(None)
-        // ConnIo enforces max_header_bytes exactly; hyper's buffer limit
-        // (at least 8 KiB) only has to stay out of its way.
-        .max_buf_size((config.max_header_bytes * 2).max(16 * 1024));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(256)
-        // Flow control: 1 MiB per stream, 4 MiB per connection bounds what
-        // one client can make sluice buffer; large enough for full speed
-        // on a low-latency path.
-        .initial_stream_window_size(1 << 20)
-        .initial_connection_window_size(4 << 20)
-        .max_send_buf_size(1 << 20)
-        .max_header_list_size(config.max_header_bytes as u32)
-        // Rapid-reset guard: a client that opens and resets streams faster
-        // than they are served is cut off.
-        .max_pending_accept_reset_streams(Some(64))
-        .max_local_error_reset_streams(Some(256));
-    builder
+/// A stream whose first bytes were read already (the HTTP/2 preface the
+/// engine looked at).
+struct Prefixed<S> {
+    read: std::io::Cursor<Vec<u8>>,
+    stream: S,
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Prefixed<S> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let pos = this.read.position() as usize;
+        let left = &this.read.get_ref()[pos.min(this.read.get_ref().len())..];
+        if !left.is_empty() {
+            let n = left.len().min(buf.remaining());
+            buf.put_slice(&left[..n]);
+            this.read.set_position((pos + n) as u64);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut this.stream).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
 }

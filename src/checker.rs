@@ -7,11 +7,11 @@
 //! backend's health), and stops the checkers of backends that left the
 //! config or whose pool no longer has a `health_check`.
 
-use super::Backend;
+use crate::backend::Backend;
 use crate::config::HealthCheckConfig;
-use crate::proxy::body::RequestBody;
+use crate::http1::buf::Buf;
+use crate::http1::codec::{self, ResponseHead};
 use crate::runtime::Snapshot;
-use http::{HeaderValue, Request, Uri};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,10 +24,9 @@ pub struct Target {
     pub config: HealthCheckConfig,
     /// The backend's resolved address.
     pub addr: SocketAddr,
-    /// The check's path, in origin form.
-    pub uri: Uri,
-    /// The backend's address as written, sent as Host.
-    pub host: HeaderValue,
+    /// The request the check sends (`GET path`, Host: the backend's addr
+    /// as written), made once per reload.
+    pub request: Vec<u8>,
 }
 
 struct Running {
@@ -49,9 +48,11 @@ impl Checkers {
                 continue;
             };
             for (i, m) in pool.members.iter().enumerate() {
-                let uri = hc.path.parse().unwrap_or_else(|_| Uri::from_static("/"));
-                let host = HeaderValue::from_str(&m.backend.addr)
-                    .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
+                let request = format!(
+                    "GET {} HTTP/1.1\r\nhost: {}\r\nuser-agent: sluice-health-check\r\nconnection: close\r\n\r\n",
+                    hc.path, m.backend.addr
+                )
+                .into_bytes();
                 let key = (pool.name.to_string(), m.backend.addr.to_string());
                 wanted.insert(
                     key,
@@ -60,8 +61,7 @@ impl Checkers {
                         Target {
                             config: hc.clone(),
                             addr: pool.addrs[i],
-                            uri,
-                            host,
+                            request,
                         },
                     ),
                 );
@@ -134,19 +134,36 @@ async fn run(backend: Arc<Backend>, mut target: watch::Receiver<Target>) {
 }
 
 async fn check_once(backend: &Backend, t: &Target) -> bool {
-    let mut req = Request::new(RequestBody::Empty);
-    *req.uri_mut() = t.uri.clone();
-    req.headers_mut().insert(http::header::HOST, t.host.clone());
-    req.headers_mut().insert(
-        http::header::USER_AGENT,
-        HeaderValue::from_static("sluice-health-check"),
-    );
-    match tokio::time::timeout(t.config.timeout, backend.upstream.probe(t.addr, req)).await {
-        Ok(Ok(resp)) => t.config.expect_status.contains(&resp.status().as_u16()),
+    match tokio::time::timeout(t.config.timeout, probe(backend, t)).await {
+        Ok(Ok(status)) => t.config.expect_status.contains(&status),
         Ok(Err(e)) => {
             tracing::debug!(backend = %backend.addr, error = %e, "health check failed");
             false
         }
         Err(_) => false,
+    }
+}
+
+/// Sends the check on a new connection (closed after it: checks test that
+/// the backend accepts connections, and leave the pool to requests) and
+/// reads the status of the response head.
+async fn probe(backend: &Backend, t: &Target) -> std::io::Result<u16> {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = backend.conns.connect(t.addr).await?;
+    stream.write_all(&t.request).await?;
+    let mut buf = Buf::new();
+    let mut head = ResponseHead::new();
+    let mut scanned = 0;
+    const LIMIT: usize = 64 * 1024;
+    loop {
+        if !buf.reserve(1024, LIMIT + 1024) || buf.read(&mut stream).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        match codec::parse_response(buf.unread(), &mut head, &mut scanned, LIMIT, false) {
+            Ok(true) if head.informational() => buf.consume(head.len),
+            Ok(true) => return Ok(head.status),
+            Ok(false) => {}
+            Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+        }
     }
 }

@@ -1,0 +1,379 @@
+//! One HTTP/1 request from head to last byte: route and limit it, pick and
+//! admit a backend, try it (and retry by the pool's policy), then relay the
+//! answer, or switch to a WebSocket tunnel.
+//!
+//! The head stays where it was parsed, at the front of the connection's
+//! read buffer, for the whole exchange; the request head for the backend is
+//! written from its spans once and sent again as is on a retry. A body that
+//! the pool may replay (small, of a replayable request) is read whole first
+//! and stays in the buffer, so a retry sends the same bytes.
+
+use super::body::{relay, ClientBody, Reframe, Relay, RelayError};
+use super::codec::{BodyKind, Kind, Method, Version};
+use super::conn::{After, Conn};
+use super::exchange::{self, Failure, Try};
+use super::io::{self, Stall, Stream};
+
+use super::write::{self, Connection, Forwarded, Framing};
+use crate::proxy::completion::{AccessRecord, Completion};
+use crate::proxy::error::ProxyError;
+use crate::proxy::request_id::RequestId;
+use crate::proxy::retry::{Attempts, Next, Tried, MAX_KEPT_BODY};
+use tokio::time::Instant;
+
+fn text(b: &[u8]) -> &str {
+    // The codec lets only visible ASCII into targets and hosts.
+    std::str::from_utf8(b).unwrap_or("")
+}
+
+pub(super) async fn serve<S: Stream>(conn: &mut Conn<S>) -> After {
+    let snap = conn.client.shared.snapshot();
+    let start = Instant::now();
+    let metrics = &conn.client.shared.metrics;
+    // The head stays put at the front of the buffer; its spans are
+    // relative to `base`.
+    let base = conn.rbuf.start();
+    conn.rbuf.consume_and_keep(conn.head.len);
+    let head = &conn.head;
+    let buf = &conn.rbuf.all()[base..];
+    let id = RequestId::from_client(head.request_id.map(|s| s.get(buf)));
+    let mut done = Completion::new(conn.client.clone(), start);
+    let host = head.host_span().map(|s| text(s.get(buf)));
+    let path = match head.path.get(buf) {
+        // OPTIONS * is routed as path "/"; an absolute-form target with no
+        // path as "/" too.
+        b"*" => "/",
+        _ if head.path_needs_slash => "/",
+        p => text(p),
+    };
+    if snap.config.log.access_log {
+        done.record = Some(Box::new(AccessRecord {
+            request_id: id.as_str().to_string(),
+            method: text(head.method_span.get(buf)).to_string(),
+            host: host.unwrap_or("-").to_string(),
+            path: path.split('?').next().unwrap_or("/").to_string(),
+            client: conn.client.peer.ip().to_string(),
+            ..Default::default()
+        }));
+    }
+    let head_only = head.method == Method::Head;
+    let target = match crate::proxy::target(
+        &snap,
+        &conn.client,
+        host,
+        path,
+        head.values(buf, Kind::XForwardedFor),
+        &mut done,
+    ) {
+        Ok(t) => t,
+        Err(e) => return finish_with(conn, &e, &id, &mut done, head_only).await,
+    };
+    let pool = &target.route.pool;
+    conn.out_request.clear();
+    write::request_head(
+        &mut conn.out_request,
+        buf,
+        head,
+        &Forwarded {
+            peer: conn.client.peer.ip(),
+            https: conn.client.tls,
+            request_id: id.as_bytes(),
+        },
+        b"",
+    );
+    let replayable = Attempts::may_replay(pool)
+        && (head.method.idempotent() || head.value(buf, b"idempotency-key").is_some());
+    let (kind, expect, upgrade) = (head.body, head.expect_continue, head.upgrade.is_some());
+    let (http10, keep_alive) = (head.version == Version::Http10, head.keep_alive);
+
+    let mut body = ClientBody::new(
+        &mut conn.rbuf,
+        kind,
+        expect,
+        &mut conn.stall_timer,
+        conn.limits.idle_timeout,
+        conn.limits.max_header_bytes,
+    );
+    if let Err(e) = body.check_buffered() {
+        return client_failed(conn, e, &id, &mut done).await;
+    }
+    // A body that may be replayed is read whole first (up to 64 KiB).
+    let replayable = replayable
+        && match kind {
+            BodyKind::None => true,
+            _ => match body.fill(&mut conn.io, MAX_KEPT_BODY).await {
+                Ok(whole) => whole,
+                Err(e) => {
+                    return client_failed(conn, e, &id, &mut done).await;
+                }
+            },
+        };
+    let mut attempts = Attempts::new(pool, target.key, replayable);
+    let (mut i, mut lease) = match attempts.first(metrics) {
+        Ok(p) => p,
+        Err(e) => {
+            let read = body.complete();
+            let taken = body.taken();
+            if read {
+                conn.rbuf.consume(taken);
+            }
+            return finish_with_read(conn, &e, &id, &mut done, head_only, read).await;
+        }
+    };
+    let mut fresh_only = false;
+    let outcome = loop {
+        let backend = lease.backend().clone();
+        done.set_backend(&backend.addr, attempts.retries + 1);
+        let addr = pool.addrs[i];
+        let pooled = if fresh_only {
+            None
+        } else {
+            backend.conns.checkout(addr)
+        };
+        fresh_only = false;
+        let (mut stream, reused) = match pooled {
+            Some(s) => (s, true),
+            None => match backend.conns.connect(addr).await {
+                Ok(s) => (s, false),
+                Err(e) => match attempts.after(i, &mut lease, Tried::ConnectFailed, metrics) {
+                    Next::Retry { backoff, next } => {
+                        (i, lease) = next;
+                        if !backoff.is_zero() {
+                            tokio::time::sleep(backoff).await;
+                        }
+                        continue;
+                    }
+                    Next::Done => break Err(ProxyError::Connect(Box::new(e))),
+                },
+            },
+        };
+        body.rewind();
+        conn.bbuf.release();
+        let sent = exchange::send(
+            &mut stream,
+            Try {
+                head: &conn.out_request,
+                body: &mut body,
+                peer: &mut conn.io,
+                resp_buf: &mut conn.bbuf,
+                resp: &mut conn.resp,
+                head_request: head_only,
+                upgrade,
+                deadline: Instant::now() + pool.config.request_timeout,
+                timer: &mut conn.timer,
+            },
+        )
+        .await;
+        let tried = match &sent {
+            Ok(_) => Tried::Response(conn.resp.status),
+            // A pooled connection the backend closed while it idled: the
+            // request goes again on a new connection to the same backend.
+            Err(Failure::Closed(_)) if reused && body.rewind() => {
+                fresh_only = true;
+                continue;
+            }
+            Err(Failure::Client(e)) => {
+                let e = *e;
+                drop(stream);
+                // The client's fault, not the backend's: nothing recorded.
+                drop(lease);
+                return client_failed(conn, e, &id, &mut done).await;
+            }
+            Err(Failure::Timeout) => Tried::Timeout,
+            Err(Failure::Closed(_) | Failure::Broken(_)) => Tried::Broken,
+        };
+        match attempts.after(i, &mut lease, tried, metrics) {
+            Next::Retry { backoff, next } => {
+                (i, lease) = next;
+                if !backoff.is_zero() {
+                    tokio::time::sleep(backoff).await;
+                }
+            }
+            Next::Done => {
+                break match sent {
+                    Ok(upload) => Ok((stream, addr, backend, upload)),
+                    Err(Failure::Timeout) => Err(ProxyError::Timeout),
+                    Err(e) => Err(ProxyError::Upstream(Box::new(e))),
+                }
+            }
+        }
+    };
+    done.lease = Some(lease);
+    let (mut stream, addr, backend, mut upload) = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::debug!(request_id = ?id, error = %e, "request failed");
+            let (read, taken) = (body.complete(), body.taken());
+            if read {
+                conn.rbuf.consume(taken);
+            }
+            return finish_with_read(conn, &e, &id, &mut done, head_only, read).await;
+        }
+    };
+    let resp = &conn.resp;
+    done.status = resp.status;
+    let draining = *conn.stop.borrow();
+    let mut stall = Stall::new(conn.limits.idle_timeout);
+    if resp.status == 101 {
+        // A WebSocket handshake has no body: the bytes after it are the
+        // tunnel's.
+        conn.out.clear();
+        write::response_head(
+            &mut conn.out,
+            conn.bbuf.unread(),
+            resp,
+            id.as_bytes(),
+            Framing::Announced(None),
+            Connection::Upgrade,
+        );
+        conn.bbuf.consume(resp.len);
+        if io::write_all(&mut conn.io, &[&conn.out], &mut conn.timer, &mut stall)
+            .await
+            .is_err()
+        {
+            done.aborted = true;
+            return After::Gone;
+        }
+        // From here the bytes on both sides belong to the tunnel.
+        let from_client = conn.rbuf.unread();
+        let tunneled = crate::proxy::upgrade::tunnel(
+            &mut conn.io,
+            &mut stream,
+            from_client,
+            conn.bbuf.unread(),
+            conn.limits.idle_timeout,
+        )
+        .await;
+        match tunneled {
+            Ok((_, down)) => done.bytes = down,
+            Err(e) => tracing::debug!(backend = %backend.addr, error = %e, "websocket ended"),
+        }
+        return After::Gone;
+    }
+    let (framing, reframe) = match resp.body {
+        BodyKind::None if head_only || matches!(resp.status, 204 | 304) => {
+            (Framing::Announced(resp.length), Reframe::Pass)
+        }
+        BodyKind::None => (Framing::Length(0), Reframe::Pass),
+        BodyKind::Length(n) => (Framing::Length(n), Reframe::Pass),
+        BodyKind::Chunked if http10 => (Framing::Close, Reframe::Dechunk),
+        BodyKind::Chunked => (Framing::Chunked, Reframe::Pass),
+        BodyKind::Close if http10 => (Framing::Close, Reframe::Pass),
+        BodyKind::Close => (Framing::Chunked, Reframe::Chunk),
+    };
+    // The client's connection goes on only if its request was read whole;
+    // an answer that came first leaves the rest of the body unread.
+    let keep = keep_alive && body.complete() && framing != Framing::Close && !draining;
+    let connection = match (keep, http10) {
+        (false, _) => Connection::Close,
+        (true, true) => Connection::KeepAlive,
+        (true, false) => Connection::Default,
+    };
+    conn.out.clear();
+    write::response_head(
+        &mut conn.out,
+        conn.bbuf.unread(),
+        resp,
+        id.as_bytes(),
+        framing,
+        connection,
+    );
+    let (resp_len, resp_kind, backend_keeps) = (resp.len, resp.body, resp.keep_alive);
+    conn.bbuf.consume(resp_len);
+    let relayed = relay(Relay {
+        client: &mut conn.io,
+        backend: &mut stream,
+        bbuf: &mut conn.bbuf,
+        head: &conn.out,
+        kind: resp_kind,
+        reframe,
+        timer: &mut conn.timer,
+        stall: conn.limits.idle_timeout,
+        upload: &mut upload,
+        request_head: &conn.out_request,
+        body: &mut body,
+    })
+    .await;
+    match relayed {
+        Ok(n) => {
+            done.bytes = n;
+            // The connection may serve another request only if this one
+            // ended cleanly on both sides.
+            if backend_keeps && upload.body_done && conn.bbuf.is_empty() {
+                backend.conns.release(stream, addr);
+            }
+        }
+        Err(RelayError::Client(e)) => {
+            tracing::debug!(request_id = ?id, error = %e, "client stopped reading");
+            done.aborted = true;
+            return After::Gone;
+        }
+        Err(RelayError::Source(e)) => {
+            return client_failed(conn, e, &id, &mut done).await;
+        }
+        Err(RelayError::Backend(why)) => {
+            tracing::debug!(request_id = ?id, backend = %backend.addr, why, "response cut off");
+            // The client sees the connection close short of the framing's end.
+            done.aborted = true;
+            return After::Gone;
+        }
+    }
+    let (body_read, taken) = (body.complete(), body.taken());
+    conn.bbuf.release();
+    conn.rbuf.consume(taken);
+    conn.rbuf.unkeep();
+    match (keep, body_read) {
+        (true, _) => After::KeepAlive,
+        (false, true) => After::Close,
+        (false, false) => After::Linger,
+    }
+}
+
+/// Answers `e` for a request whose body was not read (none was expected
+/// to be, or it does not matter because the connection closes).
+async fn finish_with<S: Stream>(
+    conn: &mut Conn<S>,
+    e: &ProxyError,
+    id: &RequestId,
+    done: &mut Completion,
+    head_only: bool,
+) -> After {
+    let no_body = conn.head.body == BodyKind::None;
+    finish_with_read(conn, e, id, done, head_only, no_body).await
+}
+
+async fn finish_with_read<S: Stream>(
+    conn: &mut Conn<S>,
+    e: &ProxyError,
+    id: &RequestId,
+    done: &mut Completion,
+    head_only: bool,
+    body_read: bool,
+) -> After {
+    let after = conn.answer(e, id, done, body_read, head_only).await;
+    conn.bbuf.release();
+    conn.rbuf.unkeep();
+    after
+}
+
+/// The client broke its body's framing, stalled or left.
+async fn client_failed<S: Stream>(
+    conn: &mut Conn<S>,
+    e: super::body::SourceError,
+    id: &RequestId,
+    done: &mut Completion,
+) -> After {
+    match e {
+        super::body::SourceError::Refused(r) => {
+            let e = ProxyError::Refused {
+                status: r.status,
+                reason: r.reason,
+            };
+            finish_with_read(conn, &e, id, done, false, false).await
+        }
+        super::body::SourceError::Gone => {
+            done.aborted = true;
+            After::Gone
+        }
+    }
+}
