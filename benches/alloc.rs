@@ -50,7 +50,10 @@ static GLOBAL: Counting = Counting;
 fn backend(body: &'static [u8]) -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
-    let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\ncontent-type: text/plain\r\n\r\n", body.len());
+    let head = format!(
+        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\ncontent-type: text/plain\r\n\r\n",
+        body.len()
+    );
     std::thread::spawn(move || {
         for s in l.incoming() {
             let Ok(mut s) = s else { continue };
@@ -102,7 +105,10 @@ fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) {
 }
 
 fn sluice(backends: &[SocketAddr]) -> SocketAddr {
-    let list: Vec<String> = backends.iter().map(|b| format!("{{ addr = \"{b}\" }}")).collect();
+    let list: Vec<String> = backends
+        .iter()
+        .map(|b| format!("{{ addr = \"{b}\" }}"))
+        .collect();
     let toml = format!(
         "[log]\naccess_log = false\n[[listener]]\nname = \"public\"\nbind = \"127.0.0.1:0\"\n[[route]]\npool = \"p\"\n[pool.p]\nstrategy = \"round_robin\"\nbackends = [{}]\n",
         list.join(", ")
@@ -128,11 +134,17 @@ fn measure(name: &str, n: u64, mut one: impl FnMut()) {
     for _ in 0..200 {
         one();
     }
-    let (a0, b0) = (ALLOCS.load(Ordering::Relaxed), BYTES.load(Ordering::Relaxed));
+    let (a0, b0) = (
+        ALLOCS.load(Ordering::Relaxed),
+        BYTES.load(Ordering::Relaxed),
+    );
     for _ in 0..n {
         one();
     }
-    let (a1, b1) = (ALLOCS.load(Ordering::Relaxed), BYTES.load(Ordering::Relaxed));
+    let (a1, b1) = (
+        ALLOCS.load(Ordering::Relaxed),
+        BYTES.load(Ordering::Relaxed),
+    );
     println!(
         "{name:<40} {:>6.2} allocations/request {:>9.0} bytes/request",
         (a1 - a0) as f64 / n as f64,
@@ -158,9 +170,16 @@ fn main() {
         c.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
         read_response(&mut c, &mut buf);
     });
+    let mut idle = Vec::new();
+    measure("silent connection (accepted, nothing sent)", 1000, || {
+        idle.push(TcpStream::connect(a).unwrap());
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    });
+    drop(idle);
     measure("new connection per request", 1000, || {
         let mut c = TcpStream::connect(a).unwrap();
-        c.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").unwrap();
+        c.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            .unwrap();
         read_response(&mut c, &mut buf);
     });
 }

@@ -151,7 +151,7 @@ async fn probe(backend: &Backend, t: &Target) -> std::io::Result<u16> {
     use tokio::io::AsyncWriteExt;
     let mut stream = backend.conns.connect(t.addr).await?;
     stream.write_all(&t.request).await?;
-    let mut buf = Buf::new();
+    let mut buf = Buf::new(crate::http1::buf::HEAD);
     let mut head = ResponseHead::new();
     let mut scanned = 0;
     const LIMIT: usize = 64 * 1024;

@@ -180,7 +180,9 @@ pub struct Route {
 
 /// What a listener's connections need from the snapshot.
 pub struct ListenerView {
-    pub config: ListenerConfig,
+    /// Shared with every connection of the listener (one reference count
+    /// per connection, not a copy).
+    pub config: Arc<ListenerConfig>,
     pub router: Router<Arc<Route>>,
 }
 
@@ -249,30 +251,29 @@ impl Snapshot {
                 (
                     l.name.clone(),
                     ListenerView {
-                        config: l.clone(),
+                        config: Arc::new(l.clone()),
                         router: router_for(Some(&l.name)),
                     },
                 )
             })
             .collect();
-        let fallback = ListenerView {
-            config: config
-                .listeners
-                .first()
-                .cloned()
-                .unwrap_or_else(|| ListenerConfig {
-                    name: String::new(),
-                    bind: ([127, 0, 0, 1], 0).into(),
-                    header_read_timeout: std::time::Duration::from_secs(10),
-                    idle_timeout: std::time::Duration::from_secs(60),
-                    max_header_bytes: 65536,
-                    max_connections: 10000,
-                    trusted_proxies: Vec::new(),
-                    certificates: Vec::new(),
-                    tls: None,
-                }),
-            router: router_for(None),
-        };
+        let fallback =
+            ListenerView {
+                config: Arc::new(config.listeners.first().cloned().unwrap_or_else(|| {
+                    ListenerConfig {
+                        name: String::new(),
+                        bind: ([127, 0, 0, 1], 0).into(),
+                        header_read_timeout: std::time::Duration::from_secs(10),
+                        idle_timeout: std::time::Duration::from_secs(60),
+                        max_header_bytes: 65536,
+                        max_connections: 10000,
+                        trusted_proxies: Vec::new(),
+                        certificates: Vec::new(),
+                        tls: None,
+                    }
+                })),
+                router: router_for(None),
+            };
         let limiters = routes
             .iter()
             .filter_map(|r| Some((r.name.to_string(), r.limiter.clone()?)))

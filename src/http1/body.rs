@@ -107,7 +107,9 @@ impl<'a> ClientBody<'a> {
             timer,
             idle,
             stall_since: None,
-            limit: max_trailer + buf::SIZE,
+            // Room for the head, a trailer section and a 64 KiB window of
+            // body: uploads move in reads of up to that.
+            limit: max_trailer + 64 * 1024,
         }
     }
 
@@ -135,7 +137,7 @@ impl<'a> ClientBody<'a> {
                 return Ok(false);
             }
         }
-        self.limit = self.limit.max(max + buf::SIZE);
+        self.limit = self.limit.max(max + buf::HEAD);
         std::future::poll_fn(|cx| loop {
             self.identify()?;
             if self.complete() {
@@ -434,7 +436,7 @@ where
                     return Poll::Ready(Err(RelayError::Backend("backend closed mid-body")))
                 }
                 Ok(None) => {
-                    if !bbuf.reserve(buf::SIZE / 4, buf::SIZE) {
+                    if !bbuf.reserve(buf::BODY / 4, buf::BODY) {
                         return Poll::Ready(Err(RelayError::Backend("response buffer full")));
                     }
                     match bbuf.poll_read(cx, &mut *backend) {

@@ -457,7 +457,7 @@ impl Body for ResponseBody {
             let Some(stream) = this.stream.as_mut() else {
                 return Poll::Ready(None);
             };
-            if !this.buf.reserve(buf::SIZE / 4, buf::SIZE) {
+            if !this.buf.reserve(buf::BODY / 4, buf::BODY) {
                 this.end(false);
                 return Poll::Ready(Some(Err("response buffer full".into())));
             }

@@ -13,36 +13,47 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, ReadBuf};
 
-/// The size a buffer starts at: a typical request head, or a read's worth
-/// of a body.
-pub const SIZE: usize = 16 * 1024;
+/// The size a client's read buffer starts at: room for a typical request
+/// head (it grows for a larger one, up to max_header_bytes, and for a body
+/// kept for replays).
+pub const HEAD: usize = 8 * 1024;
 
-/// Free buffers kept per thread; more are freed. Bounds what a burst of
-/// connections leaves behind once it is over.
-const KEPT: usize = 64;
+/// The size a backend's read buffer starts at: a typical response head and
+/// body (16 KiB and its head) in one read.
+pub const BODY: usize = 32 * 1024;
+
+/// Free buffers kept per size class and thread, in bytes; more are freed.
+/// Bounds what a burst of connections leaves behind once it is over.
+const KEPT_BYTES: usize = 4 << 20;
 
 thread_local! {
-    static FREE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    static FREE: RefCell<[Vec<Vec<u8>>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
 }
 
-/// A buffer of `SIZE` bytes from the free list, or a new one.
-fn take() -> Vec<u8> {
-    FREE.with(|f| f.borrow_mut().pop())
-        .unwrap_or_else(|| vec![0u8; SIZE])
-}
-
-fn give(mut v: Vec<u8>) {
-    if v.len() != SIZE {
-        // A grown buffer (a large head) is freed, not kept.
-        if v.capacity() > SIZE {
-            return;
-        }
-        v.resize(SIZE, 0);
+fn class(size: usize) -> Option<usize> {
+    match size {
+        HEAD => Some(0),
+        BODY => Some(1),
+        _ => None,
     }
+}
+
+/// A buffer of `size` bytes (a class size) from the free list, or a new one.
+fn take(size: usize) -> Vec<u8> {
+    class(size)
+        .and_then(|c| FREE.with(|f| f.borrow_mut()[c].pop()))
+        .unwrap_or_else(|| vec![0u8; size])
+}
+
+fn give(v: Vec<u8>) {
+    // A grown buffer (a large head, a kept body) is freed, not kept.
+    let Some(c) = class(v.len()) else {
+        return;
+    };
     FREE.with(|f| {
         let mut f = f.borrow_mut();
-        if f.len() < KEPT {
-            f.push(v);
+        if (f[c].len() + 1) * v.len() <= KEPT_BYTES {
+            f[c].push(v);
         }
     });
 }
@@ -50,20 +61,25 @@ fn give(mut v: Vec<u8>) {
 /// Bytes read from one end: `[start, end)` is unread; `[0, keep)` holds
 /// a head that must stay where it is while its exchange lasts (its spans
 /// point there), so compaction and reuse happen only past it.
-#[derive(Default)]
 pub struct Buf {
     data: Vec<u8>,
     start: usize,
     end: usize,
     keep: usize,
+    /// The size class its storage comes from when it needs some.
+    size: usize,
 }
 
 impl Buf {
-    /// A buffer with storage (from the free list).
-    pub fn new() -> Buf {
+    /// A buffer of class `size` (`HEAD` or `BODY`) that takes its storage
+    /// from the free list when it first needs room.
+    pub fn new(size: usize) -> Buf {
         Buf {
-            data: take(),
-            ..Default::default()
+            data: Vec::new(),
+            start: 0,
+            end: 0,
+            keep: 0,
+            size,
         }
     }
 
@@ -123,7 +139,7 @@ impl Buf {
     /// if `limit` does not allow it.
     pub fn reserve(&mut self, min: usize, limit: usize) -> bool {
         if self.data.is_empty() {
-            self.data = take();
+            self.data = take(self.size);
         }
         if self.data.len() - self.end >= min {
             return true;
@@ -138,7 +154,7 @@ impl Buf {
         }
         let want = (self.end + min)
             .max(self.data.len() * 2)
-            .min(limit.max(SIZE));
+            .min(limit.max(self.size));
         if want < self.end + min {
             return false;
         }
@@ -191,7 +207,7 @@ mod tests {
 
     #[tokio::test]
     async fn reads_consumes_and_keeps_a_head_in_place() {
-        let mut b = Buf::new();
+        let mut b = Buf::new(HEAD);
         let mut src: &[u8] = b"HEADbody";
         assert!(b.reserve(8, 1 << 20));
         assert_eq!(b.read(&mut src).await.unwrap(), 8);
@@ -201,7 +217,7 @@ mod tests {
         // Kept: the head stays readable through `all`, and new bytes go
         // after it.
         assert_eq!(&b.all()[..4], b"HEAD");
-        assert!(b.reserve(SIZE, 1 << 20));
+        assert!(b.reserve(HEAD, 1 << 20));
         let mut more: &[u8] = b"more";
         assert_eq!(b.read(&mut more).await.unwrap(), 4);
         assert_eq!(b.all(), b"HEADmore");
@@ -209,6 +225,6 @@ mod tests {
         b.unkeep();
         assert!(b.is_empty());
         b.release();
-        assert!(b.reserve(1, SIZE));
+        assert!(b.reserve(1, HEAD));
     }
 }

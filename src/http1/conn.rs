@@ -14,7 +14,7 @@
 //!   close) so that it reads the answer rather than a reset.
 //! - A connection that opens with the HTTP/2 preface is handed to hyper.
 
-use super::buf::Buf;
+use super::buf::{self, Buf};
 use super::codec::{self, Kind, Reject, RequestHead, ResponseHead};
 use super::io::{self, Stream, Timer};
 use super::request;
@@ -89,9 +89,8 @@ pub(super) struct Conn<S> {
     pub rbuf: Buf,
     /// Backend bytes of the exchange in progress.
     pub bbuf: Buf,
-    /// The request head for the backend.
-    pub out_request: Vec<u8>,
-    /// The head (or answer) for the client.
+    /// Heads on their way out: the backend's request head, then (after
+    /// it) the client's response head or sluice's answer.
     pub out: Vec<u8>,
     pub head: RequestHead,
     pub resp: ResponseHead,
@@ -101,49 +100,46 @@ pub(super) struct Conn<S> {
 }
 
 /// Serves a client connection's HTTP/1 requests until it closes, parks or
-/// turns out to be HTTP/2. `resumed`: since when it was idle, if it was
-/// parked before (the idle timeout counts on; no head timer from accept).
+/// turns out to be HTTP/2. `accepted`: when the connection was accepted
+/// (the first head's timer counts from then). `resumed`: since when it was
+/// idle, if it was parked before (the idle timeout counts on).
 pub async fn serve<S: Stream>(
     io: S,
     client: Arc<Client>,
     limits: Limits,
     stop: watch::Receiver<bool>,
+    accepted: Instant,
     resumed: Option<Instant>,
 ) -> Ended<S> {
+    let scratch = take_scratch();
     let mut conn = Conn {
         io,
         client,
         limits,
         stop,
-        rbuf: Buf::new(),
-        bbuf: Buf::default(),
-        out_request: Vec::new(),
-        out: Vec::new(),
-        head: RequestHead::new(),
-        resp: ResponseHead::new(),
+        rbuf: Buf::new(buf::HEAD),
+        bbuf: Buf::new(buf::BODY),
+        out: scratch.out,
+        head: scratch.head,
+        resp: scratch.resp,
         timer: Timer::default(),
         stall_timer: Timer::default(),
         scanned: 0,
     };
-    let accepted = Instant::now();
     let mut first = resumed.is_none();
     let mut idle_since = resumed.unwrap_or(accepted);
     loop {
         let after = match conn.read_head(first, accepted, idle_since).await {
             HeadRead::Ready => request::serve(&mut conn).await,
-            HeadRead::Closed => return Ended::Closed,
+            HeadRead::Closed => return conn.end(Ended::Closed),
             HeadRead::Park => {
-                return Ended::Parked {
-                    stream: conn.io,
-                    idle_since,
-                }
+                let stream = conn.recycle();
+                return Ended::Parked { stream, idle_since };
             }
             HeadRead::H2 => {
                 let read = conn.rbuf.unread().to_vec();
-                return Ended::H2 {
-                    stream: conn.io,
-                    read,
-                };
+                let stream = conn.recycle();
+                return Ended::H2 { stream, read };
             }
             HeadRead::Refused(r) => conn.refuse(r).await,
         };
@@ -152,18 +148,75 @@ pub async fn serve<S: Stream>(
             After::KeepAlive => idle_since = Instant::now(),
             After::Close => {
                 let _ = conn.io.shutdown().await;
-                return Ended::Closed;
+                return conn.end(Ended::Closed);
             }
             After::Linger => {
                 io::linger(&mut conn.io).await;
-                return Ended::Closed;
+                return conn.end(Ended::Closed);
             }
-            After::Gone => return Ended::Closed,
+            After::Gone => return conn.end(Ended::Closed),
         }
     }
 }
 
+/// A connection's working memory besides its read buffers: the parsed
+/// heads' field lists and the output buffer. Kept per thread between
+/// connections (and between a connection's busy spells), so a new
+/// connection allocates none of it.
+struct Scratch {
+    head: RequestHead,
+    resp: ResponseHead,
+    out: Vec<u8>,
+}
+
+/// Scratch sets kept per thread (a few KiB each).
+const KEPT_SCRATCH: usize = 256;
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<Scratch>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn take_scratch() -> Scratch {
+    SCRATCH
+        .with(|s| s.borrow_mut().pop())
+        .unwrap_or_else(|| Scratch {
+            head: RequestHead::new(),
+            resp: ResponseHead::new(),
+            out: Vec::with_capacity(1024),
+        })
+}
+
+fn give_scratch(mut s: Scratch) {
+    // An output buffer grown by a huge head is not worth keeping.
+    if s.out.capacity() > 64 * 1024 {
+        return;
+    }
+    s.out.clear();
+    SCRATCH.with(|k| {
+        let mut k = k.borrow_mut();
+        if k.len() < KEPT_SCRATCH {
+            k.push(s);
+        }
+    });
+}
+
 impl<S: Stream> Conn<S> {
+    /// Gives the working memory back (read buffers too, when dropped) and
+    /// returns the stream.
+    fn recycle(self) -> S {
+        give_scratch(Scratch {
+            head: self.head,
+            resp: self.resp,
+            out: self.out,
+        });
+        self.io
+    }
+
+    fn end(self, ended: Ended<S>) -> Ended<S> {
+        drop(self.recycle());
+        ended
+    }
+
     /// Waits for the next request head and parses it into `self.head`.
     async fn read_head(&mut self, first: bool, accepted: Instant, idle_since: Instant) -> HeadRead {
         let limits = self.limits;
@@ -196,14 +249,22 @@ impl<S: Stream> Conn<S> {
                     }
                 }
             }
+            // The buffer is taken when the first bytes are there to read,
+            // so a connection that sends nothing holds none.
+            let readable = self.rbuf.has_storage() || self.io.poll_readable(cx).is_ready();
             // parse_request refuses a head past the limit before this fails.
-            if !self.rbuf.reserve(1024, limits.max_header_bytes + 1024) {
+            if readable && !self.rbuf.reserve(1024, limits.max_header_bytes + 1024) {
                 return Poll::Ready(HeadRead::Refused(Reject {
                     status: 431,
                     reason: "the request head is too large",
                 }));
             }
-            match self.rbuf.poll_read(cx, &mut self.io) {
+            let polled = if readable {
+                self.rbuf.poll_read(cx, &mut self.io)
+            } else {
+                Poll::Pending
+            };
+            match polled {
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(HeadRead::Closed),
                 Poll::Ready(Ok(_)) => {
                     head_since.get_or_insert_with(Instant::now);
@@ -314,5 +375,45 @@ impl<S: Stream> Conn<S> {
             (true, true) => After::Linger,
             (true, false) => After::Close,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_future_stays_small() {
+        fn size<F: std::future::Future>(_: &F) -> usize {
+            std::mem::size_of::<F>()
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (a, _b) = tokio::io::duplex(64);
+            let config = crate::config::Config::parse(
+                "[[listener]]\nname = \"l\"\nbind = \"127.0.0.1:0\"\n[[route]]\npool = \"p\"\n[pool.p]\nbackends = [{ addr = \"127.0.0.1:1\" }]\n",
+            )
+            .unwrap();
+            let metrics = crate::metrics::Metrics::default();
+            let snap = crate::runtime::Snapshot::build(config, None, &metrics);
+            let shared = Arc::new(crate::runtime::Shared::new(snap, metrics));
+            let client = Arc::new(Client {
+                listener: "l".into(),
+                peer: ([127, 0, 0, 1], 1).into(),
+                tls: false,
+                shared,
+            });
+            let (_tx, rx) = watch::channel(false);
+            let limits = Limits {
+                header_read_timeout: Duration::from_secs(1),
+                idle_timeout: Duration::from_secs(1),
+                max_header_bytes: 1024,
+            };
+            let f = serve(a, client, limits, rx, Instant::now(), None);
+            println!("serve future: {} bytes", size(&f));
+        });
     }
 }

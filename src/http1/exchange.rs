@@ -13,11 +13,11 @@
 use super::body::{Source, SourceError};
 use super::buf::Buf;
 use super::codec::{self, ResponseHead};
-use super::io::Timer;
+use super::io::{Stream, Timer};
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::AsyncWrite;
 use tokio::time::Instant;
 
 /// The largest response head sluice reads from a backend (hyper's default
@@ -138,7 +138,7 @@ pub struct Try<'a, S, P: ?Sized> {
 /// relays the answer.
 pub async fn send<B, S, P>(backend: &mut B, t: Try<'_, S, P>) -> Result<Upload, Failure>
 where
-    B: AsyncRead + AsyncWrite + Unpin,
+    B: Stream,
     S: Source<P>,
     P: ?Sized,
 {
@@ -159,11 +159,18 @@ where
     let result = std::future::poll_fn(|cx| loop {
         let mut progress = false;
         // The backend's side: a response (or interim answers) may come at
-        // any time, even before the request is all sent.
-        if !resp_buf.reserve(1024, RESPONSE_HEAD_LIMIT + 1024) {
+        // any time, even before the request is all sent. The buffer is
+        // taken when the first bytes are there to read.
+        let readable = resp_buf.has_storage() || backend.poll_readable(cx).is_ready();
+        if readable && !resp_buf.reserve(1024, RESPONSE_HEAD_LIMIT + 1024) {
             return Poll::Ready(Err(Failure::Broken("response head too large")));
         }
-        match resp_buf.poll_read(cx, backend) {
+        let polled = if readable {
+            resp_buf.poll_read(cx, backend)
+        } else {
+            Poll::Pending
+        };
+        match polled {
             Poll::Ready(Ok(0)) => {
                 return Poll::Ready(Err(if received {
                     Failure::Broken("backend closed the connection mid-head")

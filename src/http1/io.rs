@@ -19,6 +19,23 @@ pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     fn socket(&self) -> Option<&TcpStream> {
         None
     }
+
+    /// Whether the stream may hold bytes already read from its socket (TLS
+    /// decrypts ahead): then its socket's readiness says nothing.
+    fn buffers(&self) -> bool {
+        false
+    }
+
+    /// Ready once the stream may have bytes to read: a read buffer is
+    /// taken only then, so a request that waits on a slow backend holds
+    /// none. Streams that cannot tell (TLS may hold decrypted bytes) are
+    /// always ready.
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.socket() {
+            Some(s) => s.poll_read_ready(cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
 }
 
 impl Stream for TcpStream {
@@ -31,34 +48,39 @@ impl Stream for tokio_rustls::server::TlsStream<TcpStream> {
     fn socket(&self) -> Option<&TcpStream> {
         Some(self.get_ref().0)
     }
+
+    fn buffers(&self) -> bool {
+        true
+    }
+
+    fn poll_readable(&self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
 }
 
 impl Stream for tokio::io::DuplexStream {}
 
-/// A timer armed only while something waits (a reused `Sleep`, so arming
-/// it costs no allocation), with the deadline it is armed for.
+/// A timer armed only while something waits, with the deadline it is
+/// armed for. Its `Sleep` is made the first time it is needed and reused
+/// after (re-arming costs no allocation); a connection whose reads and
+/// writes never wait makes none.
+#[derive(Default)]
 pub struct Timer {
-    sleep: Pin<Box<Sleep>>,
+    sleep: Option<Pin<Box<Sleep>>>,
     armed: Option<Instant>,
-}
-
-impl Default for Timer {
-    fn default() -> Self {
-        Timer {
-            sleep: Box::pin(tokio::time::sleep_until(Instant::now())),
-            armed: None,
-        }
-    }
 }
 
 impl Timer {
     /// Ready when `deadline` has passed; arms the timer for it first.
     pub fn poll_at(&mut self, cx: &mut Context<'_>, deadline: Instant) -> Poll<()> {
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
         if self.armed != Some(deadline) {
-            self.sleep.as_mut().reset(deadline);
+            sleep.as_mut().reset(deadline);
             self.armed = Some(deadline);
         }
-        self.sleep.as_mut().poll(cx)
+        sleep.as_mut().poll(cx)
     }
 
     pub fn disarm(&mut self) {

@@ -69,9 +69,9 @@ pub(super) async fn serve<S: Stream>(conn: &mut Conn<S>) -> After {
         Err(e) => return finish_with(conn, &e, &id, &mut done, head_only).await,
     };
     let pool = &target.route.pool;
-    conn.out_request.clear();
+    conn.out.clear();
     write::request_head(
-        &mut conn.out_request,
+        &mut conn.out,
         buf,
         head,
         &Forwarded {
@@ -152,7 +152,7 @@ pub(super) async fn serve<S: Stream>(conn: &mut Conn<S>) -> After {
         let sent = exchange::send(
             &mut stream,
             Try {
-                head: &conn.out_request,
+                head: &conn.out,
                 body: &mut body,
                 peer: &mut conn.io,
                 resp_buf: &mut conn.bbuf,
@@ -269,7 +269,9 @@ pub(super) async fn serve<S: Stream>(conn: &mut Conn<S>) -> After {
         (true, true) => Connection::KeepAlive,
         (true, false) => Connection::Default,
     };
-    conn.out.clear();
+    // The response head goes after the request head, which the rest of
+    // the upload may still need.
+    let request_len = conn.out.len();
     write::response_head(
         &mut conn.out,
         conn.bbuf.unread(),
@@ -284,13 +286,13 @@ pub(super) async fn serve<S: Stream>(conn: &mut Conn<S>) -> After {
         client: &mut conn.io,
         backend: &mut stream,
         bbuf: &mut conn.bbuf,
-        head: &conn.out,
+        head: &conn.out[request_len..],
         kind: resp_kind,
         reframe,
         timer: &mut conn.timer,
         stall: conn.limits.idle_timeout,
         upload: &mut upload,
-        request_head: &conn.out_request,
+        request_head: &conn.out[..request_len],
         body: &mut body,
     })
     .await;

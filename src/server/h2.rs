@@ -347,7 +347,7 @@ async fn forward(
     let head_request = parts.method == Method::HEAD;
     let mut attempts = Attempts::new(pool, target.key, replayable);
     let (mut i, mut lease) = attempts.first(metrics)?;
-    let mut resp_buf = Buf::default();
+    let mut resp_buf = Buf::new(crate::http1::buf::BODY);
     let mut resp = ResponseHead::new();
     let mut timer = Timer::default();
     let mut fresh_only = false;

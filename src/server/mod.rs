@@ -236,27 +236,68 @@ fn limits(config: &crate::config::ListenerConfig) -> Limits {
     }
 }
 
-/// Serves an HTTP/1 connection with the engine while it is busy, parked on
-/// the bare socket while it idles.
+/// Serves an HTTP/1 connection with the engine while it is busy, and
+/// waits on the bare socket, holding none of the engine's state, while it
+/// idles: before its first request (until header_read_timeout, when the
+/// engine answers 408) and after a request (parked, until idle_timeout).
 async fn serve_http1<S: Stream>(
     mut stream: S,
     client: Arc<Client>,
     config: &crate::config::ListenerConfig,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut resumed = None;
+    let accepted = tokio::time::Instant::now();
+    let mut resumed: Option<tokio::time::Instant> = None;
     loop {
-        // Boxed: a parked connection's task keeps only a pointer's worth of
+        // A TLS stream may hold the first request decrypted already.
+        let socket = stream
+            .socket()
+            .filter(|_| resumed.is_some() || !stream.buffers());
+        if let Some(socket) = socket {
+            let until = match resumed {
+                None => accepted + config.header_read_timeout,
+                Some(idle_since) => idle_since + config.idle_timeout,
+            };
+            tokio::select! {
+                biased;
+                // Draining: an idle connection closes at once.
+                _ = stopped(&mut stop) => return,
+                // Idle too long: close. No head in time: the engine answers
+                // 408 (its head timer has run out).
+                _ = tokio::time::sleep_until(until) => if resumed.is_some() {
+                    return;
+                },
+                // tokio reports a new socket readable before any read has
+                // found it empty, so wait on a peek: it returns once bytes
+                // (or the client's close) are there. A parked socket was
+                // read empty, so its readiness is real.
+                readable = async {
+                    if resumed.is_none() {
+                        socket.peek(&mut [0u8; 1]).await.map(|n| n > 0)
+                    } else {
+                        socket.readable().await.map(|()| true)
+                    }
+                } => if !matches!(readable, Ok(true)) {
+                    return;
+                },
+            }
+            // A client that closed its idle connection needs no engine.
+            if resumed.is_some() && matches!(socket.peek(&mut [0u8; 1]).await, Ok(0) | Err(_)) {
+                return;
+            }
+        }
+        // Boxed: an idle connection's task keeps only a pointer's worth of
         // the engine, not its state.
         let ended = Box::pin(h1::serve(
             stream,
             client.clone(),
             limits(config),
             stop.clone(),
+            accepted,
             resumed,
         ))
         .await;
-        let idle_since = match ended {
+        match ended {
             Ended::Closed => return,
             Ended::H2 { stream, read } => {
                 let prefixed = Prefixed {
@@ -270,27 +311,9 @@ async fn serve_http1<S: Stream>(
                 idle_since,
             } => {
                 stream = s;
-                idle_since
+                resumed = Some(idle_since);
             }
-        };
-        let Some(socket) = stream.socket() else {
-            return;
-        };
-        let idle_until = idle_since + config.idle_timeout;
-        tokio::select! {
-            biased;
-            // Draining: an idle connection closes at once.
-            _ = stopped(&mut stop) => return,
-            _ = tokio::time::sleep_until(idle_until) => return,
-            readable = socket.readable() => if readable.is_err() {
-                return;
-            },
         }
-        // A client that closed its idle connection needs no engine.
-        if matches!(socket.peek(&mut [0u8; 1]).await, Ok(0) | Err(_)) {
-            return;
-        }
-        resumed = Some(idle_since);
     }
 }
 
@@ -358,5 +381,34 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Prefixed<S> {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_idle_connection_task_stays_small() {
+        fn size<F: std::future::Future>(_: &F) -> usize {
+            std::mem::size_of::<F>()
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let config = crate::config::Config::parse(
+                "[[listener]]\nname = \"l\"\nbind = \"127.0.0.1:0\"\n[[route]]\npool = \"p\"\n[pool.p]\nbackends = [{ addr = \"127.0.0.1:1\" }]\n",
+            )
+            .unwrap();
+            let metrics = crate::metrics::Metrics::default();
+            let snap = crate::runtime::Snapshot::build(config, None, &metrics);
+            let shared = std::sync::Arc::new(crate::runtime::Shared::new(snap, metrics));
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let s = tokio::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+            let (_tx, rx) = tokio::sync::watch::channel(false);
+            let permit = std::sync::Arc::new(tokio::sync::Semaphore::new(1)).acquire_owned().await.unwrap();
+            let f = super::serve(s, ([127, 0, 0, 1], 1).into(), "l".into(), shared, rx, permit);
+            println!("connection task: {} bytes", size(&f));
+        });
     }
 }
