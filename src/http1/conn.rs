@@ -5,9 +5,10 @@
 //! - `idle_timeout`: a keep-alive connection with no request in progress is
 //!   closed after this long. A request body that stalls this long gets 408,
 //!   and a response the client does not take for this long is abandoned.
-//! - Parking: a connection idle for `PARK_AFTER` returns its buffers and
-//!   its task waits on the bare socket (`Ended::Parked`); it costs a few
-//!   hundred bytes while it idles, as nginx's do.
+//! - Parking: a connection idle for `PARK_AFTER` (or that has sent nothing
+//!   yet) returns its buffers and its task waits on the bare socket
+//!   (`Ended::Parked`); it costs a few hundred bytes while it idles, as
+//!   nginx's do.
 //! - Refusals (400, 405, 408, 414, 431) are answered here, in order, with
 //!   `Connection: close`, logged and counted like any request; the rest of
 //!   what the client sends is read and dropped for a moment (lingering
@@ -47,10 +48,11 @@ pub struct Limits {
 /// How a connection's task ended.
 pub enum Ended<S> {
     Closed,
-    /// Idle since `idle_since`: wait for the socket, then `serve` again.
+    /// Idle: wait for the socket, then `serve` again. `idle_since` is None
+    /// before the first request (its head timer counts from accept).
     Parked {
         stream: S,
-        idle_since: Instant,
+        idle_since: Option<Instant>,
     },
     /// The client spoke the HTTP/2 preface: these bytes and the stream
     /// belong to HTTP/2.
@@ -134,6 +136,7 @@ pub async fn serve<S: Stream>(
             HeadRead::Closed => return conn.end(Ended::Closed),
             HeadRead::Park => {
                 let stream = conn.recycle();
+                let idle_since = (!first).then_some(idle_since);
                 return Ended::Parked { stream, idle_since };
             }
             HeadRead::H2 => {
@@ -268,6 +271,19 @@ impl<S: Stream> Conn<S> {
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(HeadRead::Closed),
                 Poll::Ready(Ok(_)) => {
                     head_since.get_or_insert_with(Instant::now);
+                }
+                Poll::Pending if first && parkable && self.rbuf.is_empty() => {
+                    // Nothing sent yet: wait on the bare socket, holding
+                    // none of this (the read just found it empty, so its
+                    // readiness is real from here on), unless the time
+                    // for the head is up.
+                    if Instant::now() >= accepted + limits.header_read_timeout {
+                        return Poll::Ready(HeadRead::Refused(Reject {
+                            status: 408,
+                            reason: "the request head did not arrive in time",
+                        }));
+                    }
+                    return Poll::Ready(HeadRead::Park);
                 }
                 Poll::Pending => {
                     let (deadline, expired) = match head_since {

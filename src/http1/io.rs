@@ -20,12 +20,6 @@ pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
         None
     }
 
-    /// Whether the stream may hold bytes already read from its socket (TLS
-    /// decrypts ahead): then its socket's readiness says nothing.
-    fn buffers(&self) -> bool {
-        false
-    }
-
     /// Ready once the stream may have bytes to read: a read buffer is
     /// taken only then, so a request that waits on a slow backend holds
     /// none. Streams that cannot tell (TLS may hold decrypted bytes) are
@@ -47,10 +41,6 @@ impl Stream for TcpStream {
 impl Stream for tokio_rustls::server::TlsStream<TcpStream> {
     fn socket(&self) -> Option<&TcpStream> {
         Some(self.get_ref().0)
-    }
-
-    fn buffers(&self) -> bool {
-        true
     }
 
     fn poll_readable(&self, _: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -238,8 +238,8 @@ fn limits(config: &crate::config::ListenerConfig) -> Limits {
 
 /// Serves an HTTP/1 connection with the engine while it is busy, and
 /// waits on the bare socket, holding none of the engine's state, while it
-/// idles: before its first request (until header_read_timeout, when the
-/// engine answers 408) and after a request (parked, until idle_timeout).
+/// idles (parked): before its first request (until header_read_timeout,
+/// when the engine answers 408) and between requests (until idle_timeout).
 async fn serve_http1<S: Stream>(
     mut stream: S,
     client: Arc<Client>,
@@ -247,46 +247,39 @@ async fn serve_http1<S: Stream>(
     mut stop: watch::Receiver<bool>,
 ) {
     let accepted = tokio::time::Instant::now();
-    let mut resumed: Option<tokio::time::Instant> = None;
+    // Why the connection is parked: None before its first request, else
+    // since when it has been idle. Not parked at first: the first request
+    // has usually arrived with the connection.
+    let mut parked: Option<Option<tokio::time::Instant>> = None;
     loop {
-        // A TLS stream may hold the first request decrypted already.
-        let socket = stream
-            .socket()
-            .filter(|_| resumed.is_some() || !stream.buffers());
-        if let Some(socket) = socket {
-            let until = match resumed {
+        if let (Some(idle), Some(socket)) = (parked, stream.socket()) {
+            let until = match idle {
                 None => accepted + config.header_read_timeout,
-                Some(idle_since) => idle_since + config.idle_timeout,
+                Some(since) => since + config.idle_timeout,
             };
-            tokio::select! {
+            let readable = tokio::select! {
                 biased;
                 // Draining: an idle connection closes at once.
                 _ = stopped(&mut stop) => return,
                 // Idle too long: close. No head in time: the engine answers
                 // 408 (its head timer has run out).
-                _ = tokio::time::sleep_until(until) => if resumed.is_some() {
+                _ = tokio::time::sleep_until(until) => if idle.is_some() {
                     return;
+                } else {
+                    false
                 },
-                // tokio reports a new socket readable before any read has
-                // found it empty, so wait on a peek: it returns once bytes
-                // (or the client's close) are there. A parked socket was
-                // read empty, so its readiness is real.
-                readable = async {
-                    if resumed.is_none() {
-                        socket.peek(&mut [0u8; 1]).await.map(|n| n > 0)
-                    } else {
-                        socket.readable().await.map(|()| true)
-                    }
-                } => if !matches!(readable, Ok(true)) {
+                readable = socket.readable() => if readable.is_err() {
                     return;
+                } else {
+                    true
                 },
-            }
+            };
             // A client that closed its idle connection needs no engine.
-            if resumed.is_some() && matches!(socket.peek(&mut [0u8; 1]).await, Ok(0) | Err(_)) {
+            if readable && matches!(socket.peek(&mut [0u8; 1]).await, Ok(0) | Err(_)) {
                 return;
             }
         }
-        // Boxed: an idle connection's task keeps only a pointer's worth of
+        // Boxed: a parked connection's task keeps only a pointer's worth of
         // the engine, not its state.
         let ended = Box::pin(h1::serve(
             stream,
@@ -294,7 +287,7 @@ async fn serve_http1<S: Stream>(
             limits(config),
             stop.clone(),
             accepted,
-            resumed,
+            parked.flatten(),
         ))
         .await;
         match ended {
@@ -306,12 +299,9 @@ async fn serve_http1<S: Stream>(
                 };
                 return Box::pin(h2::serve(prefixed, client, config, stop)).await;
             }
-            Ended::Parked {
-                stream: s,
-                idle_since,
-            } => {
+            Ended::Parked { stream: s, idle_since } => {
                 stream = s;
-                resumed = Some(idle_since);
+                parked = Some(idle_since);
             }
         }
     }
