@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -145,6 +146,64 @@ impl ClientLimiter {
     }
 }
 
+/// The retry budget's window, and the retries it always allows per second
+/// so that light traffic can retry.
+const WINDOW_SECS: u64 = 10;
+const MIN_RETRIES_PER_SEC: f64 = 10.0;
+
+#[derive(Default)]
+struct Slot {
+    sec: AtomicU64,
+    requests: AtomicU64,
+    retries: AtomicU64,
+}
+
+/// A pool's retry budget (tower's `retry::budget`, Finagle's): requests
+/// and retries over a sliding 10-second window, lock-free. Retries over the
+/// window may not exceed a ratio of the requests, plus 10 per second.
+#[derive(Default)]
+pub struct Budget {
+    slots: [Slot; WINDOW_SECS as usize],
+}
+
+impl Budget {
+    fn slot(&self, sec: u64) -> &Slot {
+        let s = &self.slots[(sec % WINDOW_SECS) as usize];
+        // The first to see a new second clears the slot's old counts.
+        // (A count racing with the reset may be lost: fine for a budget.)
+        if s.sec.load(Ordering::Acquire) != sec && s.sec.swap(sec, Ordering::AcqRel) != sec {
+            s.requests.store(0, Ordering::Release);
+            s.retries.store(0, Ordering::Release);
+        }
+        s
+    }
+
+    /// Counts one request (not its retries). `sec` is a monotonic second.
+    pub fn deposit(&self, sec: u64) {
+        self.slot(sec).requests.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Takes one retry from the budget if it has room.
+    pub fn try_withdraw(&self, sec: u64, ratio: f64) -> bool {
+        let slot = self.slot(sec);
+        let (mut requests, mut retries) = (0u64, 0u64);
+        for s in &self.slots {
+            let at = s.sec.load(Ordering::Acquire);
+            if at + WINDOW_SECS > sec && at <= sec {
+                requests += s.requests.load(Ordering::Acquire);
+                retries += s.retries.load(Ordering::Acquire);
+            }
+        }
+        let allowed = ratio * requests as f64 + MIN_RETRIES_PER_SEC * WINDOW_SECS as f64;
+        if (retries + 1) as f64 <= allowed {
+            slot.retries.fetch_add(1, Ordering::AcqRel);
+            true
+        } else {
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,5 +243,29 @@ mod tests {
             assert!(l.check(me, Instant::now(), 1.0, 5).is_ok());
         }
         assert!(l.check(me, Instant::now(), 1.0, 5).is_err());
+    }
+    #[test]
+    fn budget_holds_retries_to_the_ratio_plus_the_floor() {
+        let b = Budget::default();
+        for _ in 0..1000 {
+            b.deposit(100);
+        }
+        let granted = (0..1000).filter(|_| b.try_withdraw(100, 0.2)).count();
+        // 20% of 1000 requests + 10/s over 10 s.
+        assert_eq!(granted, 300);
+    }
+
+    #[test]
+    fn the_window_slides() {
+        let b = Budget::default();
+        for _ in 0..500 {
+            b.deposit(5);
+        }
+        while b.try_withdraw(5, 0.0) {}
+        assert!(
+            !b.try_withdraw(14, 0.0),
+            "second 5 still in the window at 14"
+        );
+        assert!(b.try_withdraw(15, 0.0), "second 5 left the window at 15");
     }
 }

@@ -8,7 +8,6 @@
 //! (and the old series dropped), so a backend removed by a reload leaves no
 //! stale series and the hot path writes no gauges.
 
-use crate::runtime::Snapshot;
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -178,24 +177,23 @@ impl Metrics {
         self.reloads.with_label_values(&["failure"]).inc();
     }
 
-    /// The exposition text, with the per-backend gauges read from `snap`.
-    pub fn render(&self, snap: &Snapshot) -> String {
+    /// The exposition text, with the per-backend gauges set from
+    /// `backends` (the backends of the snapshot current at scrape time).
+    pub fn render<'a>(&self, backends: impl Iterator<Item = BackendGauges<'a>>) -> String {
         self.backend_up.reset();
         self.backend_in_flight.reset();
         self.breaker_state.reset();
-        for pool in snap.pools.values() {
-            for m in &pool.members {
-                let labels = [&*pool.name, &*m.backend.addr];
-                self.backend_up
-                    .with_label_values(&labels)
-                    .set(i64::from(m.backend.is_up()));
-                self.backend_in_flight
-                    .with_label_values(&labels)
-                    .set(m.backend.in_flight() as i64);
-                self.breaker_state
-                    .with_label_values(&labels)
-                    .set(i64::from(m.backend.breaker.code()));
-            }
+        for b in backends {
+            let labels = [b.pool, b.addr];
+            self.backend_up
+                .with_label_values(&labels)
+                .set(i64::from(b.up));
+            self.backend_in_flight
+                .with_label_values(&labels)
+                .set(b.in_flight as i64);
+            self.breaker_state
+                .with_label_values(&labels)
+                .set(i64::from(b.breaker));
         }
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
@@ -203,4 +201,14 @@ impl Metrics {
         }
         String::from_utf8(out).unwrap_or_default()
     }
+}
+
+/// One backend's gauges at scrape time.
+pub struct BackendGauges<'a> {
+    pub pool: &'a str,
+    pub addr: &'a str,
+    pub up: bool,
+    pub in_flight: u64,
+    /// 0 closed, 1 open, 2 half-open.
+    pub breaker: u8,
 }

@@ -1,4 +1,4 @@
-//! Read buffers: one per side of an exchange, read into at the end,
+//! A connection's working memory. Read buffers: one per side of an exchange, read into at the end,
 //! consumed from the front, taken from and given back to a small
 //! per-thread free list so that a connection holds buffers only while it
 //! has a request in progress (an idle connection holds none).
@@ -7,6 +7,8 @@
 //! straight into `data[end..]` without unsafe code and without zeroing on
 //! every read.
 
+use super::request_head::RequestHead;
+use super::response_head::ResponseHead;
 use std::cell::RefCell;
 use std::io;
 use std::pin::Pin;
@@ -199,6 +201,47 @@ impl Drop for Buf {
     fn drop(&mut self) {
         self.release();
     }
+}
+
+/// A connection's working memory besides its read buffers: the parsed
+/// heads' field lists and the output buffer. Kept per thread between
+/// connections (and between a connection's busy spells), so a new
+/// connection allocates none of it.
+pub struct Scratch {
+    pub head: RequestHead,
+    pub resp: ResponseHead,
+    pub out: Vec<u8>,
+}
+
+/// Scratch sets kept per thread (a few KiB each).
+const KEPT_SCRATCH: usize = 256;
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<Scratch>> = const { RefCell::new(Vec::new()) };
+}
+
+pub fn take_scratch() -> Scratch {
+    SCRATCH
+        .with(|s| s.borrow_mut().pop())
+        .unwrap_or_else(|| Scratch {
+            head: RequestHead::new(),
+            resp: ResponseHead::new(),
+            out: Vec::with_capacity(1024),
+        })
+}
+
+pub fn give_scratch(mut s: Scratch) {
+    // An output buffer grown by a huge head is not worth keeping.
+    if s.out.capacity() > 64 * 1024 {
+        return;
+    }
+    s.out.clear();
+    SCRATCH.with(|k| {
+        let mut k = k.borrow_mut();
+        if k.len() < KEPT_SCRATCH {
+            k.push(s);
+        }
+    });
 }
 
 #[cfg(test)]

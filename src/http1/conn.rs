@@ -15,7 +15,7 @@
 //!   close) so that it reads the answer rather than a reset.
 //! - A connection that opens with the HTTP/2 preface is handed to hyper.
 
-use super::buf::{self, Buf};
+use super::buf::{self, give_scratch, take_scratch, Buf, Scratch};
 use super::codec::{self, Kind, Reject, RequestHead, ResponseHead};
 use super::io::{self, Stream, Timer};
 use super::request;
@@ -160,47 +160,6 @@ pub async fn serve<S: Stream>(
             After::Gone => return conn.end(Ended::Closed),
         }
     }
-}
-
-/// A connection's working memory besides its read buffers: the parsed
-/// heads' field lists and the output buffer. Kept per thread between
-/// connections (and between a connection's busy spells), so a new
-/// connection allocates none of it.
-struct Scratch {
-    head: RequestHead,
-    resp: ResponseHead,
-    out: Vec<u8>,
-}
-
-/// Scratch sets kept per thread (a few KiB each).
-const KEPT_SCRATCH: usize = 256;
-
-thread_local! {
-    static SCRATCH: std::cell::RefCell<Vec<Scratch>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-fn take_scratch() -> Scratch {
-    SCRATCH
-        .with(|s| s.borrow_mut().pop())
-        .unwrap_or_else(|| Scratch {
-            head: RequestHead::new(),
-            resp: ResponseHead::new(),
-            out: Vec::with_capacity(1024),
-        })
-}
-
-fn give_scratch(mut s: Scratch) {
-    // An output buffer grown by a huge head is not worth keeping.
-    if s.out.capacity() > 64 * 1024 {
-        return;
-    }
-    s.out.clear();
-    SCRATCH.with(|k| {
-        let mut k = k.borrow_mut();
-        if k.len() < KEPT_SCRATCH {
-            k.push(s);
-        }
-    });
 }
 
 impl<S: Stream> Conn<S> {

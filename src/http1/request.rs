@@ -8,17 +8,18 @@
 //! the pool may replay (small, of a replayable request) is read whole first
 //! and stays in the buffer, so a retry sends the same bytes.
 
-use super::body::{relay, ClientBody, Reframe, Relay, RelayError};
+use super::attempt::{self, Answered, Unanswered};
+use super::body::ClientBody;
 use super::codec::{BodyKind, Kind, Method, Version};
 use super::conn::{After, Conn};
-use super::exchange::{self, Failure, Try};
 use super::io::{self, Stall, Stream};
+use super::relay::{relay, Reframe, Relay, RelayError};
 
 use super::write::{self, Connection, Forwarded, Framing};
 use crate::proxy::completion::{AccessRecord, Completion};
 use crate::proxy::error::ProxyError;
 use crate::proxy::request_id::RequestId;
-use crate::proxy::retry::{Attempts, Next, Tried, MAX_KEPT_BODY};
+use crate::proxy::retry::{Attempts, MAX_KEPT_BODY};
 use tokio::time::Instant;
 
 fn text(b: &[u8]) -> &str {
@@ -109,99 +110,32 @@ pub(super) async fn serve<S: Stream>(conn: &mut Conn<S>) -> After {
             },
         };
     let mut attempts = Attempts::new(pool, target.key, replayable);
-    let (mut i, mut lease) = match attempts.first(metrics) {
-        Ok(p) => p,
-        Err(e) => {
-            let read = body.complete();
-            let taken = body.taken();
-            if read {
-                conn.rbuf.consume(taken);
-            }
-            return finish_with_read(conn, &e, &id, &mut done, head_only, read).await;
-        }
-    };
-    let mut fresh_only = false;
-    let outcome = loop {
-        let backend = lease.backend().clone();
-        done.set_backend(&backend.addr, attempts.retries + 1);
-        let addr = pool.addrs[i];
-        let pooled = if fresh_only {
-            None
-        } else {
-            backend.conns.checkout(addr)
-        };
-        fresh_only = false;
-        let (mut stream, reused) = match pooled {
-            Some(s) => (s, true),
-            None => match backend.conns.connect(addr).await {
-                Ok(s) => (s, false),
-                Err(e) => match attempts.after(i, &mut lease, Tried::ConnectFailed, metrics) {
-                    Next::Retry { backoff, next } => {
-                        (i, lease) = next;
-                        if !backoff.is_zero() {
-                            tokio::time::sleep(backoff).await;
-                        }
-                        continue;
-                    }
-                    Next::Done => break Err(ProxyError::Connect(Box::new(e))),
-                },
-            },
-        };
-        body.rewind();
-        conn.bbuf.release();
-        let sent = exchange::send(
-            &mut stream,
-            Try {
-                head: &conn.out,
-                body: &mut body,
-                peer: &mut conn.io,
-                resp_buf: &mut conn.bbuf,
-                resp: &mut conn.resp,
-                head_request: head_only,
-                upgrade,
-                deadline: Instant::now() + pool.config.request_timeout,
-                timer: &mut conn.timer,
-            },
-        )
-        .await;
-        let tried = match &sent {
-            Ok(_) => Tried::Response(conn.resp.status),
-            // A pooled connection the backend closed while it idled: the
-            // request goes again on a new connection to the same backend.
-            Err(Failure::Closed(_)) if reused && body.rewind() => {
-                fresh_only = true;
-                continue;
-            }
-            Err(Failure::Client(e)) => {
-                let e = *e;
-                drop(stream);
-                // The client's fault, not the backend's: nothing recorded.
-                drop(lease);
-                return client_failed(conn, e, &id, &mut done).await;
-            }
-            Err(Failure::Timeout) => Tried::Timeout,
-            Err(Failure::Closed(_) | Failure::Broken(_)) => Tried::Broken,
-        };
-        match attempts.after(i, &mut lease, tried, metrics) {
-            Next::Retry { backoff, next } => {
-                (i, lease) = next;
-                if !backoff.is_zero() {
-                    tokio::time::sleep(backoff).await;
-                }
-            }
-            Next::Done => {
-                break match sent {
-                    Ok(upload) => Ok((stream, addr, backend, upload)),
-                    Err(Failure::Timeout) => Err(ProxyError::Timeout),
-                    Err(e) => Err(ProxyError::Upstream(Box::new(e))),
-                }
-            }
-        }
-    };
-    done.lease = Some(lease);
-    let (mut stream, addr, backend, mut upload) = match outcome {
-        Ok(o) => o,
-        Err(e) => {
+    let tried = attempt::run(
+        attempt::Request {
+            pool,
+            head: &conn.out,
+            body: &mut body,
+            peer: &mut conn.io,
+            head_request: head_only,
+            upgrade,
+            resp_buf: &mut conn.bbuf,
+            resp: &mut conn.resp,
+            timer: &mut conn.timer,
+        },
+        &mut attempts,
+        metrics,
+        &mut done,
+    )
+    .await;
+    let Answered {
+        mut stream,
+        addr,
+        backend,
+        mut upload,
+    } = match tried {
+        Ok(a) => a,
+        Err(Unanswered::Client(e)) => return client_failed(conn, e, &id, &mut done).await,
+        Err(Unanswered::Proxy(e)) => {
             tracing::debug!(request_id = ?id, error = %e, "request failed");
             let (read, taken) = (body.complete(), body.taken());
             if read {

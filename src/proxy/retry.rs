@@ -12,13 +12,10 @@ use crate::backend::Lease;
 use crate::config::RetryConfig;
 use crate::metrics::Metrics;
 use crate::runtime::{Pool, Refusal};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The largest body sluice keeps for a replay.
 pub const MAX_KEPT_BODY: usize = 64 * 1024;
-const WINDOW_SECS: u64 = 10;
-const MIN_RETRIES_PER_SEC: f64 = 10.0;
 /// Retry-After for a pool with no usable backend: about the time a health
 /// check or breaker needs to let one back in.
 const NO_BACKEND_RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -196,57 +193,6 @@ pub fn backoff(retry: u32, base: Duration, max: Duration) -> Duration {
     Duration::from_nanos(fastrand::u64(..=cap.as_nanos() as u64))
 }
 
-#[derive(Default)]
-struct Slot {
-    sec: AtomicU64,
-    requests: AtomicU64,
-    retries: AtomicU64,
-}
-
-/// Requests and retries over a sliding 10-second window, lock-free.
-#[derive(Default)]
-pub struct Budget {
-    slots: [Slot; WINDOW_SECS as usize],
-}
-
-impl Budget {
-    fn slot(&self, sec: u64) -> &Slot {
-        let s = &self.slots[(sec % WINDOW_SECS) as usize];
-        // The first to see a new second clears the slot's old counts.
-        // (A count racing with the reset may be lost: fine for a budget.)
-        if s.sec.load(Ordering::Acquire) != sec && s.sec.swap(sec, Ordering::AcqRel) != sec {
-            s.requests.store(0, Ordering::Release);
-            s.retries.store(0, Ordering::Release);
-        }
-        s
-    }
-
-    /// Counts one request (not its retries). `sec` is a monotonic second.
-    pub fn deposit(&self, sec: u64) {
-        self.slot(sec).requests.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// Takes one retry from the budget if it has room.
-    pub fn try_withdraw(&self, sec: u64, ratio: f64) -> bool {
-        let slot = self.slot(sec);
-        let (mut requests, mut retries) = (0u64, 0u64);
-        for s in &self.slots {
-            let at = s.sec.load(Ordering::Acquire);
-            if at + WINDOW_SECS > sec && at <= sec {
-                requests += s.requests.load(Ordering::Acquire);
-                retries += s.retries.load(Ordering::Acquire);
-            }
-        }
-        let allowed = ratio * requests as f64 + MIN_RETRIES_PER_SEC * WINDOW_SECS as f64;
-        if (retries + 1) as f64 <= allowed {
-            slot.retries.fetch_add(1, Ordering::AcqRel);
-            true
-        } else {
-            false
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,30 +209,5 @@ mod tests {
         }
         let spread: std::collections::HashSet<_> = (0..20).map(|_| backoff(3, base, max)).collect();
         assert!(spread.len() > 10, "jitter should spread sleeps");
-    }
-
-    #[test]
-    fn budget_holds_retries_to_the_ratio_plus_the_floor() {
-        let b = Budget::default();
-        for _ in 0..1000 {
-            b.deposit(100);
-        }
-        let granted = (0..1000).filter(|_| b.try_withdraw(100, 0.2)).count();
-        // 20% of 1000 requests + 10/s over 10 s.
-        assert_eq!(granted, 300);
-    }
-
-    #[test]
-    fn the_window_slides() {
-        let b = Budget::default();
-        for _ in 0..500 {
-            b.deposit(5);
-        }
-        while b.try_withdraw(5, 0.0) {}
-        assert!(
-            !b.try_withdraw(14, 0.0),
-            "second 5 still in the window at 14"
-        );
-        assert!(b.try_withdraw(15, 0.0), "second 5 left the window at 15");
     }
 }

@@ -7,16 +7,17 @@
 //! GOAWAY, as is every connection when its listener drains.
 
 use crate::config::ListenerConfig;
-use crate::http1::bridge::{self, H2Source, ResponseBody};
+use crate::http1::attempt::{self, Answered, Unanswered};
+use crate::http1::bridge::{self, H2Source};
+use crate::http1::bridge_body::{self, ResponseBody};
 use crate::http1::buf::Buf;
 use crate::http1::codec::ResponseHead;
-use crate::http1::exchange::{self, Failure, Try};
 use crate::http1::io::Timer;
 use crate::http1::write::Forwarded;
 use crate::proxy::completion::{AccessRecord, Completion};
 use crate::proxy::error::ProxyError;
 use crate::proxy::request_id::RequestId;
-use crate::proxy::retry::{Attempts, Next, Tried, MAX_KEPT_BODY};
+use crate::proxy::retry::{Attempts, MAX_KEPT_BODY};
 use crate::proxy::Client;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
@@ -346,106 +347,69 @@ async fn forward(
     let replayable = replayable && matches!(source, H2Source::Kept { .. });
     let head_request = parts.method == Method::HEAD;
     let mut attempts = Attempts::new(pool, target.key, replayable);
-    let (mut i, mut lease) = attempts.first(metrics)?;
     let mut resp_buf = Buf::new(crate::http1::buf::BODY);
     let mut resp = ResponseHead::new();
     let mut timer = Timer::default();
-    let mut fresh_only = false;
-    loop {
-        let backend = lease.backend().clone();
-        done.set_backend(&backend.addr, attempts.retries + 1);
-        let addr = pool.addrs[i];
-        let pooled = if fresh_only {
-            None
-        } else {
-            backend.conns.checkout(addr)
-        };
-        fresh_only = false;
-        let (mut stream, reused) = match pooled {
-            Some(s) => (s, true),
-            None => match backend.conns.connect(addr).await {
-                Ok(s) => (s, false),
-                Err(e) => match attempts.after(i, &mut lease, Tried::ConnectFailed, metrics) {
-                    Next::Retry { backoff, next } => {
-                        (i, lease) = next;
-                        tokio::time::sleep(backoff).await;
-                        continue;
-                    }
-                    Next::Done => return Err(ProxyError::Connect(Box::new(e))),
-                },
-            },
-        };
-        source.rewind();
-        resp_buf.release();
-        let sent = exchange::send(
-            &mut stream,
-            Try {
-                head: &out,
-                body: &mut source,
-                peer: &mut (),
-                resp_buf: &mut resp_buf,
-                resp: &mut resp,
-                head_request,
-                upgrade: false,
-                deadline: Instant::now() + pool.config.request_timeout,
-                timer: &mut timer,
-            },
-        )
-        .await;
-        let tried = match &sent {
-            Ok(_) => Tried::Response(resp.status),
-            Err(Failure::Closed(_)) if reused && source.rewind() => {
-                fresh_only = true;
-                continue;
-            }
-            Err(Failure::Client(_)) => return Err(refused("the request body broke off")),
-            Err(Failure::Timeout) => Tried::Timeout,
-            Err(Failure::Closed(_) | Failure::Broken(_)) => Tried::Broken,
-        };
-        match attempts.after(i, &mut lease, tried, metrics) {
-            Next::Retry { backoff, next } => {
-                (i, lease) = next;
-                tokio::time::sleep(backoff).await;
-                continue;
-            }
-            Next::Done => {}
+    let tried = attempt::run(
+        attempt::Request {
+            pool,
+            head: &out,
+            body: &mut source,
+            peer: &mut (),
+            head_request,
+            upgrade: false,
+            resp_buf: &mut resp_buf,
+            resp: &mut resp,
+            timer: &mut timer,
+        },
+        &mut attempts,
+        metrics,
+        done,
+    )
+    .await;
+    let Answered {
+        stream,
+        addr,
+        backend,
+        upload,
+    } = match tried {
+        Ok(a) => a,
+        Err(Unanswered::Client(_)) => return Err(refused("the request body broke off")),
+        Err(Unanswered::Proxy(e)) => return Err(e),
+    };
+    let mut builder = Response::builder().status(resp.status);
+    let head = resp_buf.unread();
+    for f in &resp.fields {
+        use crate::http1::codec::Kind;
+        if !matches!(f.kind, Kind::Other | Kind::ContentLength) {
+            continue;
         }
-        let upload = match sent {
-            Ok(upload) => upload,
-            Err(Failure::Timeout) => return Err(ProxyError::Timeout),
-            Err(e) => return Err(ProxyError::Upstream(Box::new(e))),
-        };
-        done.lease = Some(lease);
-        let mut builder = Response::builder().status(resp.status);
-        let head = resp_buf.unread();
-        for f in &resp.fields {
-            if f.kind != crate::http1::codec::Kind::Other
-                && f.kind != crate::http1::codec::Kind::ContentLength
-            {
-                continue;
-            }
-            if let (Ok(n), Ok(v)) = (
-                HeaderName::from_bytes(f.name.get(head)),
-                HeaderValue::from_bytes(f.value.get(head)),
-            ) {
-                builder = builder.header(n, v);
-            }
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(f.name.get(head)),
+            HeaderValue::from_bytes(f.value.get(head)),
+        ) {
+            builder = builder.header(n, v);
         }
-        builder = builder.header("x-request-id", id.as_bytes());
-        resp_buf.consume(resp.len);
-        let reusable = resp.keep_alive;
-        let kind = resp.body;
-        let release: bridge::Release = Box::new(move |stream| {
-            if let Some(s) = stream {
-                backend.conns.release(s, addr);
-            }
-        });
-        let sending = bridge::Sending {
-            upload,
-            head: out,
-            source,
-        };
-        let body = ResponseBody::new(stream, resp_buf, kind, reusable, sending, release);
-        return Ok((resp.status, builder, body));
     }
+    builder = builder.header("x-request-id", id.as_bytes());
+    resp_buf.consume(resp.len);
+    let release: bridge_body::Release = Box::new(move |stream| {
+        if let Some(s) = stream {
+            backend.conns.release(s, addr);
+        }
+    });
+    let sending = bridge_body::Sending {
+        upload,
+        head: out,
+        source,
+    };
+    let body = ResponseBody::new(
+        stream,
+        resp_buf,
+        resp.body,
+        resp.keep_alive,
+        sending,
+        release,
+    );
+    Ok((resp.status, builder, body))
 }

@@ -299,7 +299,10 @@ async fn serve_http1<S: Stream>(
                 };
                 return Box::pin(h2::serve(prefixed, client, config, stop)).await;
             }
-            Ended::Parked { stream: s, idle_since } => {
+            Ended::Parked {
+                stream: s,
+                idle_since,
+            } => {
                 stream = s;
                 parked = Some(idle_since);
             }

@@ -1,0 +1,153 @@
+//! The tries of one request on its pool, the same for an HTTP/1 request and
+//! for an HTTP/2 one: pick and admit a backend, take a pooled connection
+//! (or connect), send and read the response head (`exchange`), then let
+//! the retry policy (`proxy::retry::Attempts`) decide whether to try again.
+//!
+//! A pooled connection that turns out closed before any byte of an answer
+//! (the backend closed it while it idled) is not a failure of the backend:
+//! the request goes again at once on a new connection to the same backend,
+//! when its body can be sent again.
+
+use super::body::{Source, SourceError};
+use super::buf::Buf;
+use super::exchange::{self, Failure, Try, Upload};
+use super::io::Timer;
+use super::response_head::ResponseHead;
+use crate::backend::Backend;
+use crate::metrics::Metrics;
+use crate::proxy::completion::Completion;
+use crate::proxy::error::ProxyError;
+use crate::proxy::retry::{Attempts, Next, Tried};
+use crate::runtime::Pool;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// What the tries need besides the policy.
+pub struct Request<'a, S, P: ?Sized> {
+    pub pool: &'a Pool,
+    /// The request head for the backend.
+    pub head: &'a [u8],
+    pub body: &'a mut S,
+    /// Where the body comes from (see `Source`).
+    pub peer: &'a mut P,
+    pub head_request: bool,
+    pub upgrade: bool,
+    pub resp_buf: &'a mut Buf,
+    pub resp: &'a mut ResponseHead,
+    pub timer: &'a mut Timer,
+}
+
+/// A response head in `resp`, on this connection to this backend.
+pub struct Answered {
+    pub stream: TcpStream,
+    pub addr: SocketAddr,
+    pub backend: Arc<Backend>,
+    pub upload: Upload,
+}
+
+/// Why no response head: the client's body failed, or the pool's answer
+/// (no backend, unreachable, broken, too slow).
+pub enum Unanswered {
+    Client(SourceError),
+    Proxy(ProxyError),
+}
+
+/// Tries the request until a backend answers or the policy gives up. The
+/// last try's lease goes into `done` (held until the request ends).
+pub async fn run<S, P>(
+    r: Request<'_, S, P>,
+    attempts: &mut Attempts<'_>,
+    metrics: &Metrics,
+    done: &mut Completion,
+) -> Result<Answered, Unanswered>
+where
+    S: Source<P>,
+    P: ?Sized,
+{
+    let (mut i, mut lease) = attempts.first(metrics).map_err(Unanswered::Proxy)?;
+    let mut fresh_only = false;
+    loop {
+        let backend = lease.backend().clone();
+        done.set_backend(&backend.addr, attempts.retries + 1);
+        let addr = r.pool.addrs[i];
+        let pooled = if fresh_only {
+            None
+        } else {
+            backend.conns.checkout(addr)
+        };
+        fresh_only = false;
+        let (mut stream, reused) = match pooled {
+            Some(s) => (s, true),
+            None => match backend.conns.connect(addr).await {
+                Ok(s) => (s, false),
+                Err(e) => match attempts.after(i, &mut lease, Tried::ConnectFailed, metrics) {
+                    Next::Retry { backoff, next } => {
+                        (i, lease) = next;
+                        sleep(backoff).await;
+                        continue;
+                    }
+                    Next::Done => {
+                        done.lease = Some(lease);
+                        return Err(Unanswered::Proxy(ProxyError::Connect(Box::new(e))));
+                    }
+                },
+            },
+        };
+        r.body.rewind();
+        r.resp_buf.release();
+        let sent = exchange::send(
+            &mut stream,
+            Try {
+                head: r.head,
+                body: &mut *r.body,
+                peer: &mut *r.peer,
+                resp_buf: &mut *r.resp_buf,
+                resp: &mut *r.resp,
+                head_request: r.head_request,
+                upgrade: r.upgrade,
+                deadline: Instant::now() + r.pool.config.request_timeout,
+                timer: &mut *r.timer,
+            },
+        )
+        .await;
+        let tried = match &sent {
+            Ok(_) => Tried::Response(r.resp.status),
+            // A pooled connection the backend closed while it idled.
+            Err(Failure::Closed(_)) if reused && r.body.rewind() => {
+                fresh_only = true;
+                continue;
+            }
+            // The client's fault, not the backend's: nothing recorded.
+            Err(Failure::Client(e)) => return Err(Unanswered::Client(*e)),
+            Err(Failure::Timeout) => Tried::Timeout,
+            Err(Failure::Closed(_) | Failure::Broken(_)) => Tried::Broken,
+        };
+        match attempts.after(i, &mut lease, tried, metrics) {
+            Next::Retry { backoff, next } => {
+                (i, lease) = next;
+                sleep(backoff).await;
+            }
+            Next::Done => {
+                done.lease = Some(lease);
+                return match sent {
+                    Ok(upload) => Ok(Answered {
+                        stream,
+                        addr,
+                        backend,
+                        upload,
+                    }),
+                    Err(Failure::Timeout) => Err(Unanswered::Proxy(ProxyError::Timeout)),
+                    Err(e) => Err(Unanswered::Proxy(ProxyError::Upstream(Box::new(e)))),
+                };
+            }
+        }
+    }
+}
+
+async fn sleep(d: std::time::Duration) {
+    if !d.is_zero() {
+        tokio::time::sleep(d).await;
+    }
+}
