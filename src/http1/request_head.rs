@@ -147,7 +147,8 @@ pub fn parse_request(
     };
     let target = req.path.unwrap_or_default().as_bytes();
     head.target = Span::of(bytes, target);
-    check_target(bytes, head, target)?;
+    // Fields first: a refusal of the target still names the client's
+    // X-Request-Id.
     for f in req.headers.iter() {
         let name = Span::of(bytes, f.name.as_bytes());
         let s = name.start as usize;
@@ -160,6 +161,7 @@ pub fn parse_request(
             kind: Kind::of(f.name.as_bytes()),
         });
     }
+    check_target(bytes, head, target)?;
     check_fields(bytes, head)?;
     Ok(true)
 }
