@@ -400,8 +400,19 @@ mod tests {
             let s = tokio::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
             let (_tx, rx) = tokio::sync::watch::channel(false);
             let permit = std::sync::Arc::new(tokio::sync::Semaphore::new(1)).acquire_owned().await.unwrap();
+            let client = std::sync::Arc::new(crate::proxy::Client {
+                listener: "l".into(),
+                peer: ([127, 0, 0, 1], 1).into(),
+                tls: false,
+                shared: shared.clone(),
+            });
+            let config = shared.snapshot().listener("l").config.clone();
+            let s2 = tokio::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+            let h = super::serve_http1(s2, client, &config, rx.clone());
+            // What a parked connection's task holds, besides its socket.
+            assert!(size(&h) <= 768, "serve_http1 future: {} bytes", size(&h));
             let f = super::serve(s, ([127, 0, 0, 1], 1).into(), "l".into(), shared, rx, permit);
-            println!("connection task: {} bytes", size(&f));
+            assert!(size(&f) <= 1024, "connection task: {} bytes", size(&f));
         });
     }
 }
