@@ -149,7 +149,7 @@ async fn check_once(backend: &Backend, t: &Target) -> bool {
 /// reads the status of the response head.
 async fn probe(backend: &Backend, t: &Target) -> std::io::Result<u16> {
     use tokio::io::AsyncWriteExt;
-    let mut stream = backend.conns.connect(t.addr).await?;
+    let mut stream = backend.conns.probe_connect(t.addr).await?;
     stream.write_all(&t.request).await?;
     let mut buf = Buf::new(crate::http1::buf::HEAD);
     let mut head = ResponseHead::new();

@@ -30,6 +30,7 @@ pub struct Metrics {
     backend_up: IntGaugeVec,
     backend_in_flight: IntGaugeVec,
     breaker_state: IntGaugeVec,
+    queue_length: IntGaugeVec,
     pub rate_limited: IntCounterVec,
     pub retries: IntCounterVec,
     pub connections_active: IntGaugeVec,
@@ -122,6 +123,12 @@ impl Default for Metrics {
                 "Circuit breaker state: 0 closed, 1 open, 2 half-open",
                 &["pool", "backend"],
             ),
+            queue_length: gauge(
+                &r,
+                "sluice_backend_queue_length",
+                "Requests waiting for a connection to the backend (at max_connections)",
+                &["pool", "backend"],
+            ),
             rate_limited: counter(
                 &r,
                 "sluice_rate_limited_total",
@@ -183,6 +190,7 @@ impl Metrics {
         self.backend_up.reset();
         self.backend_in_flight.reset();
         self.breaker_state.reset();
+        self.queue_length.reset();
         for b in backends {
             let labels = [b.pool, b.addr];
             self.backend_up
@@ -194,6 +202,9 @@ impl Metrics {
             self.breaker_state
                 .with_label_values(&labels)
                 .set(i64::from(b.breaker));
+            self.queue_length
+                .with_label_values(&labels)
+                .set(b.queue as i64);
         }
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
@@ -211,4 +222,6 @@ pub struct BackendGauges<'a> {
     pub in_flight: u64,
     /// 0 closed, 1 open, 2 half-open.
     pub breaker: u8,
+    /// Requests waiting for a connection.
+    pub queue: usize,
 }

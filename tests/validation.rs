@@ -223,3 +223,27 @@ async fn every_refusal_keeps_the_clients_request_id_and_is_logged_and_counted() 
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sluices_own_answers_honour_the_clients_connection_close() {
+    let b = Backend::start("b").await;
+    let s = sluice(&format!(
+        "[log]\naccess_log = false\n[[listener]]\nname = \"public\"\nbind = \"127.0.0.1:0\"\n[[route]]\npath_prefix = \"/app\"\npool = \"p\"\n[pool.p]\nbackends = [{{ addr = \"{}\" }}]\n",
+        b.addr
+    ))
+    .await;
+    let a = addr(&s, "public").await;
+    let mut conn = tokio::net::TcpStream::connect(a).await.unwrap();
+    conn.write_all(b"GET /nowhere HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let resp = read_to_close(&mut conn, 10).await;
+    assert_eq!(status_of(&resp), 404, "{resp}");
+    assert!(resp.contains("connection: close\r\n"), "{resp}");
+    assert!(started.elapsed() < Duration::from_secs(5), "not closed");
+    // HTTP/1.0 without keep-alive: the same.
+    let resp = raw(a, b"GET /nowhere HTTP/1.0\r\n\r\n").await;
+    assert_eq!(status_of(&resp), 404, "{resp}");
+    s.shutdown(Duration::from_secs(1)).await;
+}

@@ -119,6 +119,7 @@ async fn handle(
                     up: m.backend.is_up(),
                     in_flight: m.backend.in_flight(),
                     breaker: m.backend.breaker.code(),
+                    queue: m.backend.conns.waiting(),
                 })
             })),
         ),
@@ -165,6 +166,9 @@ pub fn pools_json(snap: &Snapshot) -> serde_json::Value {
                         "health_checked": p.config.health_check.is_some(),
                         "breaker": b.breaker.state().name(),
                         "in_flight": b.in_flight(),
+                        "connections": b.conns.open(),
+                        "idle_connections": b.conns.idle(),
+                        "queue": b.conns.waiting(),
                         "latency_ms": (b.latency_ns() / 1e6 * 1000.0).round() / 1000.0,
                         "requests": requests,
                         "errors": errors,

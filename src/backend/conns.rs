@@ -1,7 +1,13 @@
-//! The pool of connections to one backend: plain sockets, kept idle in a
-//! LIFO list between requests. The HTTP/1 engine checks one out, drives it
-//! itself for the length of an exchange (no connection task, no channel)
-//! and gives it back when the response has ended cleanly.
+//! The connections to one backend: a cap on how many are open (HAProxy's
+//! `maxconn`, the pool's `max_connections`), a bounded wait for one when
+//! all are busy (`timeout queue`, the pool's `queue_timeout`), and the idle
+//! ones kept between requests, one LIFO list per worker thread.
+//!
+//! The HTTP/1 engine takes a connection, drives it itself for the length of
+//! an exchange (no connection task, no channel) and gives it back when the
+//! response has ended cleanly. A connection counts against the cap from
+//! connect until it closes, idle or busy: the `Conn` carries a slot that
+//! frees itself when it drops.
 //!
 //! A pooled socket is nobody's to read while it idles, so a backend that
 //! closed it is noticed at checkout: tokio records readiness as epoll
@@ -10,17 +16,20 @@
 //! (Pingora checks the same way, with a one-byte read). The check costs a
 //! system call only when readiness was reported.
 //!
-//! One pool per backend keeps locks per backend and lets a reload carry a
-//! backend's pooled connections over with the rest of its state. The
-//! connect timeout lives in an atomic that a reload retunes.
+//! Idle lists are per worker thread: a socket is driven by the runtime
+//! that registered it, so a worker reuses its own connections. A request
+//! waiting at the cap takes a connection freed on any worker: one idle on
+//! another worker is closed to make room for a new one here.
 
+use std::cell::Cell;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// How long an idle pooled connection is kept. Shorter than the usual
@@ -28,11 +37,34 @@ use tokio::time::Instant;
 /// sluice rarely reuses a connection the backend is about to close.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
-/// Idle connections kept per backend; more are closed when they come back.
+/// Idle connections kept per backend and worker; more are closed when
+/// they come back.
 const MAX_IDLE: usize = 128;
+
+static WORKERS: AtomicUsize = AtomicUsize::new(1);
+
+thread_local! {
+    static WORKER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// How many worker threads serve traffic (set once at start, before any
+/// backend is made).
+pub fn set_workers(n: usize) {
+    WORKERS.store(n.max(1), Ordering::Relaxed);
+}
+
+/// Which worker the calling thread is (set by each worker thread).
+pub fn set_worker(i: usize) {
+    WORKER.with(|w| w.set(i));
+}
+
+fn worker() -> usize {
+    WORKER.with(|w| w.get())
+}
 
 struct Idle {
     stream: TcpStream,
+    slot: Slot,
     addr: SocketAddr,
     since: Instant,
 }
@@ -45,21 +77,61 @@ struct IdleList {
 }
 
 struct Shared {
-    idle: Mutex<IdleList>,
+    /// One list per worker.
+    idle: Box<[Mutex<IdleList>]>,
+    /// Connections open, idle or busy, on every worker.
+    open: AtomicUsize,
+    /// Requests waiting for a connection.
+    waiting: AtomicUsize,
+    /// A connection went idle or closed.
+    freed: Notify,
     connect_timeout_ms: AtomicU64,
+    opened: AtomicU64,
 }
 
-/// A backend's connection pool and its retunable connect timeout.
+/// A backend's connections and its retunable connect timeout.
 pub struct Conns {
     shared: Arc<Shared>,
 }
 
+/// A connection's place under the cap; gives it back when dropped.
+struct Slot(Weak<Shared>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(s) = self.0.upgrade() {
+            s.open.fetch_sub(1, Ordering::AcqRel);
+            s.freed.notify_one();
+        }
+    }
+}
+
+/// An open connection to a backend.
+pub struct Conn {
+    pub stream: TcpStream,
+    slot: Slot,
+}
+
+/// Why no connection was had.
+#[derive(Debug)]
+pub enum GetError {
+    /// Connecting failed (refused, unreachable, timed out).
+    Connect(io::Error),
+    /// Every connection stayed busy for the whole queue timeout.
+    Queue,
+}
+
 impl Conns {
     pub fn new(connect_timeout: Duration) -> Conns {
+        let workers = WORKERS.load(Ordering::Relaxed);
         Conns {
             shared: Arc::new(Shared {
-                idle: Mutex::new(IdleList::default()),
+                idle: (0..workers).map(|_| Mutex::default()).collect(),
+                open: AtomicUsize::new(0),
+                waiting: AtomicUsize::new(0),
+                freed: Notify::new(),
                 connect_timeout_ms: AtomicU64::new(connect_timeout.as_millis() as u64),
+                opened: AtomicU64::new(0),
             }),
         }
     }
@@ -74,37 +146,180 @@ impl Conns {
         Duration::from_millis(self.shared.connect_timeout_ms.load(Ordering::Relaxed))
     }
 
-    /// The most recently used live connection to `addr`: the warmest, and
-    /// the one least likely to have been closed by the backend.
-    pub fn checkout(&self, addr: SocketAddr) -> Option<TcpStream> {
-        let mut list = self.shared.idle.lock().ok()?;
+    /// Connections open now, idle or busy.
+    pub fn open(&self) -> usize {
+        self.shared.open.load(Ordering::Relaxed)
+    }
+
+    /// Requests waiting for a connection now.
+    pub fn waiting(&self) -> usize {
+        self.shared.waiting.load(Ordering::Relaxed)
+    }
+
+    /// New connections made since the backend entered the config.
+    pub fn opened(&self) -> u64 {
+        self.shared.opened.load(Ordering::Relaxed)
+    }
+
+    /// Idle connections now, on every worker.
+    pub fn idle(&self) -> usize {
+        self.shared
+            .idle
+            .iter()
+            .map(|l| l.lock().map(|l| l.conns.len()).unwrap_or(0))
+            .sum()
+    }
+
+    /// A connection to `addr`: this worker's most recently used idle one
+    /// (unless `fresh`), or a new one while fewer than `max` are open, or,
+    /// at the cap, the first to come free within `queue_timeout`. The bool
+    /// says whether it was pooled.
+    pub async fn get(
+        &self,
+        addr: SocketAddr,
+        fresh: bool,
+        max: usize,
+        queue_timeout: Duration,
+    ) -> Result<(Conn, bool), GetError> {
+        let mut deadline = None;
+        let mut waiting = None;
+        loop {
+            let freed = self.shared.freed.notified();
+            tokio::pin!(freed);
+            // Registered before looking, so a connection freed meanwhile
+            // is not missed.
+            freed.as_mut().enable();
+            if !fresh {
+                if let Some(c) = self.checkout(addr) {
+                    return Ok((c, true));
+                }
+            }
+            if let Some(slot) = self.reserve(max) {
+                return self.connect(addr, slot).await.map(|c| (c, false));
+            }
+            // At the cap: an idle connection on another worker (or to an
+            // old address) makes room when closed.
+            if self.close_one_idle() {
+                continue;
+            }
+            let deadline = *deadline.get_or_insert_with(|| Instant::now() + queue_timeout);
+            waiting.get_or_insert_with(|| Waiting::new(&self.shared));
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                return Err(GetError::Queue);
+            }
+        }
+    }
+
+    /// Takes a place under the cap, if there is one.
+    fn reserve(&self, max: usize) -> Option<Slot> {
+        let open = &self.shared.open;
+        let mut n = open.load(Ordering::Relaxed);
+        loop {
+            if n >= max {
+                return None;
+            }
+            match open.compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return Some(Slot(Arc::downgrade(&self.shared))),
+                Err(now) => n = now,
+            }
+        }
+    }
+
+    async fn connect(&self, addr: SocketAddr, slot: Slot) -> Result<Conn, GetError> {
+        let stream = tokio::time::timeout(self.connect_timeout(), TcpStream::connect(addr))
+            .await
+            .map_err(|_| {
+                GetError::Connect(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
+            })?
+            .map_err(GetError::Connect)?;
+        // Small requests must not wait for Nagle.
+        stream.set_nodelay(true).map_err(GetError::Connect)?;
+        self.shared.opened.fetch_add(1, Ordering::Relaxed);
+        Ok(Conn { stream, slot })
+    }
+
+    /// A new connection outside the pool and its cap (health checks).
+    pub async fn probe_connect(&self, addr: SocketAddr) -> io::Result<TcpStream> {
+        let stream = tokio::time::timeout(self.connect_timeout(), TcpStream::connect(addr))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+
+    /// This worker's most recently used live connection to `addr`: the
+    /// warmest, and the one least likely to have been closed by the backend.
+    fn checkout(&self, addr: SocketAddr) -> Option<Conn> {
+        let list = &self.shared.idle[worker() % self.shared.idle.len()];
+        let mut list = list.lock().ok()?;
         let now = Instant::now();
         while let Some(idle) = list.conns.pop() {
             if idle.addr == addr && fresh(&idle, now) && alive(&idle.stream) {
-                return Some(idle.stream);
+                return Some(Conn {
+                    stream: idle.stream,
+                    slot: idle.slot,
+                });
             }
         }
         None
     }
 
-    /// A new connection to `addr`, within the connect timeout.
-    pub async fn connect(&self, addr: SocketAddr) -> io::Result<TcpStream> {
-        let stream = tokio::time::timeout(self.connect_timeout(), TcpStream::connect(addr))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
-        // Small requests must not wait for Nagle.
-        stream.set_nodelay(true)?;
-        Ok(stream)
+    /// Closes one idle connection (another worker's first), to free a
+    /// place under the cap.
+    fn close_one_idle(&self) -> bool {
+        let me = worker() % self.shared.idle.len();
+        let n = self.shared.idle.len();
+        (1..=n).map(|k| (me + k) % n).any(|i| {
+            let taken = self.shared.idle[i]
+                .lock()
+                .ok()
+                .and_then(|mut l| l.conns.pop());
+            taken.is_some()
+        })
     }
 
-    /// Puts a connection whose last response ended cleanly back.
-    pub fn release(&self, stream: TcpStream, addr: SocketAddr) {
-        put(&self.shared, stream, addr);
+    /// Puts a connection whose last exchange ended cleanly back.
+    pub fn release(&self, conn: Conn, addr: SocketAddr) {
+        let list = &self.shared.idle[worker() % self.shared.idle.len()];
+        let Ok(mut l) = list.lock() else {
+            return;
+        };
+        if l.conns.len() >= MAX_IDLE {
+            return;
+        }
+        l.conns.push(Idle {
+            stream: conn.stream,
+            slot: conn.slot,
+            addr,
+            since: Instant::now(),
+        });
+        // Idle connections past their time are closed by a reaper, which
+        // runs while the list is not empty. Outside a runtime (shutdown)
+        // there is nothing to reap for.
+        if !l.reaping {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                l.reaping = true;
+                rt.spawn(reap(Arc::downgrade(&self.shared), worker()));
+            }
+        }
+        drop(l);
+        self.shared.freed.notify_one();
     }
+}
 
-    /// Idle connections now (for tests and the status page).
-    pub fn idle(&self) -> usize {
-        self.shared.idle.lock().map(|l| l.conns.len()).unwrap_or(0)
+/// Counts a request waiting for a connection while it lives.
+struct Waiting(Arc<Shared>);
+
+impl Waiting {
+    fn new(shared: &Arc<Shared>) -> Waiting {
+        shared.waiting.fetch_add(1, Ordering::AcqRel);
+        Waiting(shared.clone())
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -126,36 +341,14 @@ fn alive(stream: &TcpStream) -> bool {
     }
 }
 
-fn put(shared: &Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
-    let Ok(mut list) = shared.idle.lock() else {
-        return;
-    };
-    if list.conns.len() >= MAX_IDLE {
-        return;
-    }
-    list.conns.push(Idle {
-        stream,
-        addr,
-        since: Instant::now(),
-    });
-    // Idle connections past their time are closed by a reaper, which runs
-    // while the list is not empty. Outside a runtime (shutdown) there is
-    // nothing to reap for.
-    if !list.reaping {
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            list.reaping = true;
-            rt.spawn(reap(Arc::downgrade(shared)));
-        }
-    }
-}
-
-async fn reap(shared: Weak<Shared>) {
+async fn reap(shared: Weak<Shared>, worker: usize) {
     loop {
         tokio::time::sleep(IDLE_TIMEOUT / 2).await;
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        let Ok(mut list) = shared.idle.lock() else {
+        let list = &shared.idle[worker % shared.idle.len()];
+        let Ok(mut list) = list.lock() else {
             return;
         };
         let now = Instant::now();
@@ -173,14 +366,16 @@ mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
 
+    const FOREVER: Duration = Duration::from_secs(3600);
+
     #[tokio::test]
     async fn a_closed_idle_connection_is_not_checked_out() {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
         let conns = Conns::new(Duration::from_secs(1));
-        let a = conns.connect(addr).await.unwrap();
+        let (a, _) = conns.get(addr, false, 10, FOREVER).await.unwrap();
         let (mut server_a, _) = l.accept().await.unwrap();
-        let b = conns.connect(addr).await.unwrap();
+        let (b, _) = conns.get(addr, false, 10, FOREVER).await.unwrap();
         let (server_b, _) = l.accept().await.unwrap();
         conns.release(a, addr);
         conns.release(b, addr);
@@ -189,12 +384,48 @@ mod tests {
         server_a.write_all(b"x").await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(conns.checkout(addr).is_none());
-        assert_eq!(conns.idle(), 0);
+        assert_eq!((conns.idle(), conns.open()), (0, 0));
         // A live one is.
-        let c = conns.connect(addr).await.unwrap();
+        let (c, pooled) = conns.get(addr, false, 10, FOREVER).await.unwrap();
+        assert!(!pooled);
         let (_server_c, _) = l.accept().await.unwrap();
         conns.release(c, addr);
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(conns.checkout(addr).is_some());
+        let (_c, pooled) = conns.get(addr, false, 10, FOREVER).await.unwrap();
+        assert!(pooled);
+        assert_eq!(conns.opened(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_the_cap_a_request_waits_for_a_freed_connection_or_times_out() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let conns = Arc::new(Conns::new(Duration::from_secs(1)));
+        let (first, _) = conns.get(addr, false, 1, FOREVER).await.unwrap();
+        assert_eq!(conns.open(), 1);
+        // Full: the second waits, counted, and times out.
+        let c = conns.clone();
+        let waiter = tokio::spawn(async move {
+            c.get(addr, false, 1, Duration::from_millis(500))
+                .await
+                .map(|_| ())
+        });
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(conns.waiting(), 1);
+        assert!(matches!(waiter.await.unwrap(), Err(GetError::Queue)));
+        assert_eq!(conns.waiting(), 0);
+        // A third waits and gets the first one when it is released.
+        let c = conns.clone();
+        let waiter = tokio::spawn(async move {
+            c.get(addr, false, 1, Duration::from_secs(5))
+                .await
+                .map(|(_, pooled)| pooled)
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        conns.release(first, addr);
+        assert!(waiter.await.unwrap().unwrap(), "the released connection");
+        // A closed one frees its place too.
+        assert_eq!(conns.open(), 0, "the waiter dropped its connection");
     }
 }

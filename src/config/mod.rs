@@ -225,6 +225,10 @@ pub struct PoolConfig {
     pub request_timeout: Duration,
     /// 0 means unlimited.
     pub max_in_flight: u32,
+    /// Open connections per backend, pooled and busy (HAProxy's maxconn).
+    pub max_connections: usize,
+    /// How long a request waits for a connection at max_connections.
+    pub queue_timeout: Duration,
     pub hash_key: HashKey,
     pub health_check: Option<HealthCheckConfig>,
     pub circuit_breaker: Option<CircuitBreakerConfig>,

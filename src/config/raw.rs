@@ -88,6 +88,8 @@ pub struct RawPool {
     pub connect_timeout: Option<String>,
     pub request_timeout: Option<String>,
     pub max_in_flight: Option<i64>,
+    pub max_connections: Option<i64>,
+    pub queue_timeout: Option<String>,
     pub hash_key: Option<String>,
     pub health_check: Option<RawHealthCheck>,
     pub circuit_breaker: Option<RawCircuitBreaker>,

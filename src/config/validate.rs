@@ -459,6 +459,14 @@ fn validate_pools(
                 0,
                 u32::MAX as i64,
             ) as u32,
+            max_connections: e.int(
+                &format!("{p}.max_connections"),
+                r.max_connections,
+                1024,
+                1,
+                1_000_000,
+            ) as usize,
+            queue_timeout: e.duration(&format!("{p}.queue_timeout"), &r.queue_timeout, "1s"),
             hash_key,
             health_check: r
                 .health_check

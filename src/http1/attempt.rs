@@ -13,6 +13,7 @@ use super::buf::Buf;
 use super::exchange::{self, Failure, Try, Upload};
 use super::io::Timer;
 use super::response_head::ResponseHead;
+use crate::backend::conns::{Conn, GetError};
 use crate::backend::Backend;
 use crate::metrics::Metrics;
 use crate::proxy::completion::Completion;
@@ -21,8 +22,11 @@ use crate::proxy::retry::{Attempts, Next, Tried};
 use crate::runtime::Pool;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
+
+/// Retry-After when a backend's connections stayed busy: about the time
+/// one takes to come free.
+const QUEUE_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What the tries need besides the policy.
 pub struct Request<'a, S, P: ?Sized> {
@@ -41,7 +45,7 @@ pub struct Request<'a, S, P: ?Sized> {
 
 /// A response head in `resp`, on this connection to this backend.
 pub struct Answered {
-    pub stream: TcpStream,
+    pub conn: Conn,
     pub addr: SocketAddr,
     pub backend: Arc<Backend>,
     pub upload: Upload,
@@ -72,17 +76,27 @@ where
         let backend = lease.backend().clone();
         done.set_backend(&backend.addr, attempts.retries + 1);
         let addr = r.pool.addrs[i];
-        let pooled = if fresh_only {
-            None
-        } else {
-            backend.conns.checkout(addr)
-        };
+        let config = &r.pool.config;
+        let got = backend
+            .conns
+            .get(
+                addr,
+                fresh_only,
+                config.max_connections,
+                config.queue_timeout,
+            )
+            .await;
         fresh_only = false;
-        let (mut stream, reused) = match pooled {
-            Some(s) => (s, true),
-            None => match backend.conns.connect(addr).await {
-                Ok(s) => (s, false),
-                Err(e) => match attempts.after(i, &mut lease, Tried::ConnectFailed, metrics) {
+        let (mut conn, reused) = match got {
+            Ok(c) => c,
+            Err(GetError::Queue) => {
+                done.lease = Some(lease);
+                return Err(Unanswered::Proxy(ProxyError::Queue {
+                    retry_after: QUEUE_RETRY_AFTER,
+                }));
+            }
+            Err(GetError::Connect(e)) => {
+                match attempts.after(i, &mut lease, Tried::ConnectFailed, metrics) {
                     Next::Retry { backoff, next } => {
                         (i, lease) = next;
                         sleep(backoff).await;
@@ -92,13 +106,13 @@ where
                         done.lease = Some(lease);
                         return Err(Unanswered::Proxy(ProxyError::Connect(Box::new(e))));
                     }
-                },
-            },
+                }
+            }
         };
         r.body.rewind();
         r.resp_buf.release();
         let sent = exchange::send(
-            &mut stream,
+            &mut conn.stream,
             Try {
                 head: r.head,
                 body: &mut *r.body,
@@ -133,7 +147,7 @@ where
                 done.lease = Some(lease);
                 return match sent {
                     Ok(upload) => Ok(Answered {
-                        stream,
+                        conn,
                         addr,
                         backend,
                         upload,

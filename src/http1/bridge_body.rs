@@ -7,16 +7,16 @@ use super::buf::{self, Buf};
 use super::chunked::{Chunked, Piece};
 use super::codec::BodyKind;
 use super::exchange::Upload;
+use crate::backend::conns::Conn;
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use tokio::net::TcpStream;
 
 /// Called once the response body has been read to its end (cleanly or
 /// not): gets the connection back when it may serve another request.
-pub type Release = Box<dyn FnOnce(Option<TcpStream>) + Send>;
+pub type Release = Box<dyn FnOnce(Option<Conn>) + Send>;
 
 /// The rest of a request still being sent while its answer streams back
 /// (see `exchange::Upload`).
@@ -28,7 +28,7 @@ pub struct Sending {
 
 /// A backend's HTTP/1 response body as HTTP/2 frames.
 pub struct ResponseBody {
-    stream: Option<TcpStream>,
+    conn: Option<Conn>,
     sending: Sending,
     buf: Buf,
     left: BodyKind,
@@ -43,7 +43,7 @@ pub struct ResponseBody {
 impl ResponseBody {
     /// `buf.unread()` starts at the body's first byte.
     pub fn new(
-        stream: TcpStream,
+        conn: Conn,
         buf: Buf,
         kind: BodyKind,
         reusable: bool,
@@ -51,7 +51,7 @@ impl ResponseBody {
         release: Release,
     ) -> ResponseBody {
         ResponseBody {
-            stream: Some(stream),
+            conn: Some(conn),
             sending,
             buf,
             left: kind,
@@ -69,11 +69,11 @@ impl ResponseBody {
     }
 
     fn end(&mut self, clean: bool) {
-        let stream = self.stream.take();
+        let conn = self.conn.take();
         if let Some(release) = self.release.take() {
             let keep =
                 clean && self.reusable && self.sending.upload.body_done && self.buf.is_empty();
-            release(stream.filter(|_| keep));
+            release(conn.filter(|_| keep));
         }
         self.buf.release();
     }
@@ -110,11 +110,11 @@ impl Body for ResponseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         loop {
-            if let (Some(stream), false) = (this.stream.as_mut(), this.sending.upload.finished()) {
+            if let (Some(conn), false) = (this.conn.as_mut(), this.sending.upload.finished()) {
                 let s = &mut this.sending;
-                if let Err(e) = s
-                    .upload
-                    .poll_send(cx, stream, &s.head, &mut s.source, &mut ())
+                if let Err(e) =
+                    s.upload
+                        .poll_send(cx, &mut conn.stream, &s.head, &mut s.source, &mut ())
                 {
                     tracing::debug!(error = ?e, "request body failed mid-answer");
                     s.upload.write_failed = true;
@@ -175,14 +175,14 @@ impl Body for ResponseBody {
                 this.end(true);
                 return Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t))));
             }
-            let Some(stream) = this.stream.as_mut() else {
+            let Some(conn) = this.conn.as_mut() else {
                 return Poll::Ready(None);
             };
             if !this.buf.reserve(buf::BODY / 4, buf::BODY) {
                 this.end(false);
                 return Poll::Ready(Some(Err("response buffer full".into())));
             }
-            match this.buf.poll_read(cx, stream) {
+            match this.buf.poll_read(cx, &mut conn.stream) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(0)) if this.left == BodyKind::Close => {
                     this.end(true);

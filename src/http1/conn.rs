@@ -318,7 +318,9 @@ impl<S: Stream> Conn<S> {
     ) -> After {
         done.status = e.status();
         let draining = *self.stop.borrow();
-        let close = e.closes() || !body_read || draining;
+        // The client's own Connection: close (or HTTP/1.0) holds for
+        // sluice's answers as for a backend's.
+        let close = e.closes() || !body_read || draining || !self.head.keep_alive;
         let extra: &[u8] = if e.status() == 405 {
             b"allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH\r\n"
         } else {

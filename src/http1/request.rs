@@ -128,7 +128,7 @@ pub(super) async fn serve<S: Stream>(conn: &mut Conn<S>) -> After {
     )
     .await;
     let Answered {
-        mut stream,
+        conn: mut upstream,
         addr,
         backend,
         mut upload,
@@ -172,7 +172,7 @@ pub(super) async fn serve<S: Stream>(conn: &mut Conn<S>) -> After {
         let from_client = conn.rbuf.unread();
         let tunneled = crate::proxy::upgrade::tunnel(
             &mut conn.io,
-            &mut stream,
+            &mut upstream.stream,
             from_client,
             conn.bbuf.unread(),
             conn.limits.idle_timeout,
@@ -218,7 +218,7 @@ pub(super) async fn serve<S: Stream>(conn: &mut Conn<S>) -> After {
     conn.bbuf.consume(resp_len);
     let relayed = relay(Relay {
         client: &mut conn.io,
-        backend: &mut stream,
+        backend: &mut upstream.stream,
         bbuf: &mut conn.bbuf,
         head: &conn.out[request_len..],
         kind: resp_kind,
@@ -236,7 +236,7 @@ pub(super) async fn serve<S: Stream>(conn: &mut Conn<S>) -> After {
             // The connection may serve another request only if this one
             // ended cleanly on both sides.
             if backend_keeps && upload.body_done && conn.bbuf.is_empty() {
-                backend.conns.release(stream, addr);
+                backend.conns.release(upstream, addr);
             }
         }
         Err(RelayError::Client(e)) => {

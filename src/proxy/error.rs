@@ -25,6 +25,11 @@ pub enum ProxyError {
     NoBackend {
         retry_after: Duration,
     },
+    /// The backend's connections stayed busy (at max_connections) for the
+    /// whole queue_timeout.
+    Queue {
+        retry_after: Duration,
+    },
     /// The backend could not be reached (refused, unreachable, connect timeout).
     Connect(BoxedSource),
     /// The backend broke the exchange (closed early, malformed response).
@@ -41,7 +46,7 @@ impl ProxyError {
             ProxyError::Refused { status, .. } => *status,
             ProxyError::NoRoute => 404,
             ProxyError::ClientRateLimited { .. } => 429,
-            ProxyError::NoBackend { .. } => 503,
+            ProxyError::NoBackend { .. } | ProxyError::Queue { .. } => 503,
             ProxyError::Connect(_) | ProxyError::Upstream(_) => 502,
             ProxyError::Timeout => 504,
         }
@@ -53,6 +58,7 @@ impl ProxyError {
             ProxyError::NoRoute => "no route matches this request",
             ProxyError::ClientRateLimited { .. } => "rate limit exceeded",
             ProxyError::NoBackend { .. } => "no backend available",
+            ProxyError::Queue { .. } => "no connection to the backend came free in time",
             ProxyError::Connect(_) => "backend unreachable",
             ProxyError::Upstream(_) => "backend sent a broken response",
             ProxyError::Timeout => "backend too slow",
@@ -63,7 +69,8 @@ impl ProxyError {
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             ProxyError::ClientRateLimited { retry_after }
-            | ProxyError::NoBackend { retry_after } => {
+            | ProxyError::NoBackend { retry_after }
+            | ProxyError::Queue { retry_after } => {
                 let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
                 Some(secs.max(1))
             }

@@ -16,6 +16,9 @@ use std::time::Duration;
 
 /// The largest body sluice keeps for a replay.
 pub const MAX_KEPT_BODY: usize = 64 * 1024;
+/// Connection failures retried on another backend when the pool has no
+/// retry table (the table's default `attempts`).
+const CONNECT_RETRIES: u32 = 2;
 /// Retry-After for a pool with no usable backend: about the time a health
 /// check or breaker needs to let one back in.
 const NO_BACKEND_RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -139,29 +142,33 @@ impl<'p> Attempts<'p> {
             .with_label_values(&[&*self.pool.name, &*backend.addr, code.format(tried.code())])
             .inc();
         self.pool.upstream_duration[i].observe(rtt.as_secs_f64());
-        let Some(policy) = self.policy else {
-            return Next::Done;
-        };
-        if self.retries >= policy.attempts {
+        // Without a retry table, a connection failure is still retried
+        // (nginx's proxy_next_upstream error, on by default): it loaded no
+        // backend. Everything else needs the table.
+        let attempts = self.policy.map_or(CONNECT_RETRIES, |p| p.attempts);
+        if self.retries >= attempts {
             return Next::Done;
         }
-        let retry = match tried {
-            Tried::ConnectFailed => policy.on_connect_failure,
-            _ if !self.replayable => false,
-            Tried::Timeout => policy.on_timeout,
-            Tried::Response(s) => policy.on_status.contains(&s),
-            Tried::Broken => policy.on_status.contains(&502),
+        let retry = match (tried, self.policy) {
+            (Tried::ConnectFailed, None) => true,
+            (_, None) => false,
+            (tried, Some(policy)) => match tried {
+                Tried::ConnectFailed => policy.on_connect_failure,
+                _ if !self.replayable => false,
+                Tried::Timeout => policy.on_timeout,
+                Tried::Response(s) => policy.on_status.contains(&s),
+                Tried::Broken => policy.on_status.contains(&502),
+            },
         };
         if !retry {
             return Next::Done;
         }
-        let backoff = if tried == Tried::ConnectFailed {
-            Duration::ZERO
-        } else {
-            match self.backoff_in_budget(policy) {
+        let backoff = match self.policy {
+            Some(policy) if tried != Tried::ConnectFailed => match self.backoff_in_budget(policy) {
                 Some(b) => b,
                 None => return Next::Done,
-            }
+            },
+            _ => Duration::ZERO,
         };
         self.tried.push(i);
         // Another backend if one is left, else any usable one.

@@ -368,7 +368,7 @@ async fn forward(
     )
     .await;
     let Answered {
-        stream,
+        conn,
         addr,
         backend,
         upload,
@@ -393,9 +393,9 @@ async fn forward(
     }
     builder = builder.header("x-request-id", id.as_bytes());
     resp_buf.consume(resp.len);
-    let release: bridge_body::Release = Box::new(move |stream| {
-        if let Some(s) = stream {
-            backend.conns.release(s, addr);
+    let release: bridge_body::Release = Box::new(move |conn| {
+        if let Some(c) = conn {
+            backend.conns.release(c, addr);
         }
     });
     let sending = bridge_body::Sending {
@@ -403,13 +403,6 @@ async fn forward(
         head: out,
         source,
     };
-    let body = ResponseBody::new(
-        stream,
-        resp_buf,
-        resp.body,
-        resp.keep_alive,
-        sending,
-        release,
-    );
+    let body = ResponseBody::new(conn, resp_buf, resp.body, resp.keep_alive, sending, release);
     Ok((resp.status, builder, body))
 }
