@@ -23,6 +23,7 @@ pub mod route;
 pub mod runtime;
 pub mod server;
 pub mod tls;
+pub mod workers;
 
 use config::Config;
 use runtime::{Shared, Snapshot};
@@ -60,11 +61,25 @@ impl BindError {
             source,
         })
     }
+
+    /// Binds one socket per worker for the listener named `listener`.
+    pub fn bind_workers(
+        listener: &str,
+        addr: SocketAddr,
+        workers: usize,
+    ) -> Result<Vec<std::net::TcpListener>, BindError> {
+        server::bind_workers(addr, workers).map_err(|source| BindError {
+            listener: listener.to_string(),
+            addr,
+            source,
+        })
+    }
 }
 
 /// A running sluice.
 pub struct Sluice {
     shared: Arc<Shared>,
+    workers: workers::Workers,
     listeners: tokio::sync::Mutex<Vec<Listener>>,
     checkers: std::sync::Mutex<checker::Checkers>,
     admin: tokio::sync::Mutex<Option<admin::Admin>>,
@@ -73,11 +88,18 @@ pub struct Sluice {
 impl Sluice {
     /// Binds every listener of `config` and starts serving.
     pub async fn start(config: Config) -> Result<Sluice, BindError> {
+        let n = workers::count(config.runtime.worker_threads);
         let mut bound = Vec::new();
         for l in &config.listeners {
-            let socket = BindError::bind(&l.name, l.bind)?;
-            bound.push((l.name.clone(), l.bind, socket));
+            let sockets = BindError::bind_workers(&l.name, l.bind, n)?;
+            bound.push((l.name.clone(), l.bind, sockets));
         }
+        // Before the snapshot: backends size their per-worker pools.
+        let workers = workers::Workers::start(n).map_err(|source| BindError {
+            listener: "workers".into(),
+            addr: ([0, 0, 0, 0], 0).into(),
+            source,
+        })?;
         let admin_socket = match &config.admin {
             Some(a) => Some((a.bind, BindError::bind("admin", a.bind)?)),
             None => None,
@@ -88,13 +110,13 @@ impl Sluice {
         shared.metrics.config_loaded();
         let mut listeners = Vec::new();
         for (name, bind, socket) in bound {
-            let l = Listener::spawn(&name, bind, socket, shared.clone()).map_err(|source| {
-                BindError {
+            let l = Listener::spawn(&name, bind, socket, &workers, shared.clone()).map_err(
+                |source| BindError {
                     listener: name.clone(),
                     addr: bind,
                     source,
-                }
-            })?;
+                },
+            )?;
             tracing::info!(listener = %name, addr = %l.local_addr, "listening");
             listeners.push(l);
         }
@@ -115,6 +137,7 @@ impl Sluice {
         };
         let sluice = Sluice {
             shared,
+            workers,
             listeners: tokio::sync::Mutex::new(listeners),
             checkers: Default::default(),
             admin: tokio::sync::Mutex::new(admin),
@@ -149,6 +172,11 @@ impl Sluice {
 
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// Connections accepted by each worker so far (diagnostics).
+    pub fn worker_connections(&self) -> Vec<u64> {
+        self.workers.accepted_counts()
     }
 
     /// Stops accepting on every listener and lets requests in flight finish

@@ -69,27 +69,19 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
-fn runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    // One worker: tokio's single-threaded scheduler does the same work
-    // without the work-stealing machinery (no atomics on the run queue, no
-    // handoff between the main thread and a worker).
-    let one = worker_threads == 1
-        || (worker_threads == 0
-            && std::thread::available_parallelism().is_ok_and(|n| n.get() == 1));
-    if one {
-        return tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build();
-    }
-    let mut b = tokio::runtime::Builder::new_multi_thread();
-    if worker_threads > 0 {
-        b.worker_threads(worker_threads);
-    }
-    b.enable_all().build()
+/// The main thread's runtime: tokio's single-threaded scheduler. With one
+/// worker it serves the traffic too (no work-stealing machinery, no
+/// handoff between threads); with more, `Sluice::start` starts one
+/// single-threaded runtime per worker thread and this one keeps the
+/// control work (signals, reload, health checks, admin).
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }
 
 fn demo(listen: SocketAddr, admin: SocketAddr) -> ExitCode {
-    let rt = match runtime(0) {
+    let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("sluice: cannot start the runtime: {e}");
@@ -119,7 +111,7 @@ fn run(path: &Path) -> ExitCode {
     for w in &config.warnings {
         tracing::warn!(file = %path.display(), warning = %w, "config warning");
     }
-    let rt = match runtime(config.runtime.worker_threads) {
+    let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("sluice: cannot start the runtime: {e}");

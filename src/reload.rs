@@ -94,7 +94,7 @@ impl Sluice {
                 .iter()
                 .any(|old| old.name == l.name && old.bind == l.bind);
             if !kept {
-                let socket = BindError::bind(&l.name, l.bind)?;
+                let socket = BindError::bind_workers(&l.name, l.bind, self.workers.len())?;
                 fresh.push((l.name.clone(), l.bind, socket));
             }
         }
@@ -119,7 +119,7 @@ impl Sluice {
             .partition(|l| keep.iter().any(|(n, b)| *n == l.name && *b == l.bind));
         *listeners = kept;
         for (name, bind, socket) in fresh {
-            match Listener::spawn(&name, bind, socket, self.shared.clone()) {
+            match Listener::spawn(&name, bind, socket, &self.workers, self.shared.clone()) {
                 Ok(l) => {
                     tracing::info!(listener = %name, addr = %l.local_addr, "listening");
                     listeners.push(l);

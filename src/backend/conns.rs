@@ -197,8 +197,12 @@ impl Conns {
             if let Some(slot) = self.reserve(max) {
                 return self.connect(addr, slot).await.map(|c| (c, false));
             }
-            // At the cap: an idle connection on another worker (or to an
-            // old address) makes room when closed.
+            // At the cap: a connection idle on another worker serves
+            // (driven from here while its own worker's reactor reports on
+            // it); one to an old address makes room when closed.
+            if let Some(c) = self.steal(addr) {
+                return Ok((c, true));
+            }
             if self.close_one_idle() {
                 continue;
             }
@@ -262,6 +266,22 @@ impl Conns {
             }
         }
         None
+    }
+
+    /// A live idle connection to `addr` from another worker's list.
+    fn steal(&self, addr: SocketAddr) -> Option<Conn> {
+        let n = self.shared.idle.len();
+        let me = worker() % n;
+        let now = Instant::now();
+        (1..n).map(|k| (me + k) % n).find_map(|i| {
+            let mut list = self.shared.idle[i].lock().ok()?;
+            let at = list.conns.iter().rposition(|idle| idle.addr == addr)?;
+            let idle = list.conns.remove(at);
+            (fresh(&idle, now) && alive(&idle.stream)).then_some(Conn {
+                stream: idle.stream,
+                slot: idle.slot,
+            })
+        })
     }
 
     /// Closes one idle connection (another worker's first), to free a

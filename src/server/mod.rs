@@ -12,6 +12,9 @@
 //! `serve_http1` waits on the bare socket until the client sends again.
 
 pub mod h2;
+mod listener;
+
+pub use listener::{bind, bind_workers, Listener};
 
 use crate::http1::conn::{self as h1, Ended, Limits};
 use crate::http1::io::Stream;
@@ -19,136 +22,8 @@ use crate::proxy::Client;
 use crate::runtime::Shared;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinHandle;
-
-/// Binds a listening socket the way a server should: SO_REUSEADDR (a
-/// restart does not wait out TIME_WAIT), non-blocking, a deep backlog (where
-/// connections over max_connections wait).
-pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        None,
-    )?;
-    socket.set_reuse_address(true)?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(4096)?;
-    Ok(socket.into())
-}
-
-/// A running listener.
-pub struct Listener {
-    pub name: String,
-    /// The address as configured (port 0 stays 0 here).
-    pub bind: SocketAddr,
-    /// The address actually bound.
-    pub local_addr: SocketAddr,
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
-}
-
-impl Listener {
-    /// Starts accepting on an already bound socket.
-    pub fn spawn(
-        name: &str,
-        bind: SocketAddr,
-        socket: std::net::TcpListener,
-        shared: Arc<Shared>,
-    ) -> std::io::Result<Listener> {
-        let listener = TcpListener::from_std(socket)?;
-        let local_addr = listener.local_addr()?;
-        let (stop, stopped) = watch::channel(false);
-        let name_arc: Arc<str> = name.into();
-        let task = tokio::spawn(accept_loop(listener, name_arc, shared, stopped));
-        Ok(Listener {
-            name: name.to_string(),
-            bind,
-            local_addr,
-            stop,
-            task,
-        })
-    }
-
-    /// Stops accepting (the socket closes at once) and drains: idle
-    /// connections close, requests in flight finish. Resolves when every
-    /// connection is gone.
-    pub async fn drain(self) {
-        self.stop.send_replace(true);
-        if let Err(e) = self.task.await {
-            tracing::error!(listener = %self.name, error = %e, "listener task failed");
-        }
-    }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    name: Arc<str>,
-    shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let max_connections = shared.snapshot().listener(&name).config.max_connections;
-    let limit = Arc::new(Semaphore::new(max_connections));
-    let mut backoff = Duration::from_millis(5);
-    loop {
-        // Over max_connections, stop accepting: new connections wait in the
-        // kernel's backlog instead of being accepted and starved.
-        let permit = tokio::select! {
-            biased;
-            _ = stop.changed() => break,
-            permit = limit.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
-        let accepted = tokio::select! {
-            biased;
-            _ = stop.changed() => break,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                backoff = Duration::from_millis(5);
-                tokio::spawn(serve(
-                    stream,
-                    peer,
-                    name.clone(),
-                    shared.clone(),
-                    stop.clone(),
-                    permit,
-                ));
-            }
-            Err(e) if is_connection_error(&e) => {}
-            Err(e) => {
-                // EMFILE/ENFILE/ENOBUFS: wait for resources to free up,
-                // never exit and never spin.
-                tracing::warn!(listener = %name, error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-            }
-        }
-    }
-    drop(listener);
-    // Every connection holds a permit until it ends: all permits back means
-    // all connections drained. (max_connections is at most 10 million.)
-    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
-    let _ = limit.acquire_many(all).await;
-}
-
-/// Errors of one connection that died in the backlog; the listener is fine.
-fn is_connection_error(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind::*;
-    matches!(
-        e.kind(),
-        ConnectionRefused | ConnectionAborted | ConnectionReset
-    )
-}
+use tokio::net::TcpStream;
+use tokio::sync::{watch, OwnedSemaphorePermit};
 
 async fn serve(
     stream: TcpStream,

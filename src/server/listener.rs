@@ -1,0 +1,207 @@
+//! Listening sockets and their accept loops.
+//!
+//! With one worker, a listener is one socket and one accept loop. With N
+//! workers (the nginx way, `worker_threads` > 1), it is N sockets bound to
+//! the same address with SO_REUSEPORT, one per worker, each with its own
+//! accept loop on that worker's single-threaded runtime: the kernel spreads
+//! new connections over them, and a connection lives its whole life on the
+//! worker that accepted it. `max_connections` is one semaphore shared by
+//! the N loops, so the limit holds for the listener as a whole.
+//!
+//! The accept loop follows hyper-util's graceful-server example: accept
+//! errors back off and continue (running out of file descriptors must not
+//! end the listener), and stopping a listener closes its sockets first,
+//! then drains: it waits until every connection has given back its permit.
+
+use crate::runtime::Shared;
+use crate::workers::{Counter, Workers};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+
+fn socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
+}
+
+/// Binds a listening socket the way a server should: SO_REUSEADDR (a
+/// restart does not wait out TIME_WAIT), non-blocking, a deep backlog
+/// (where connections over max_connections wait).
+pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    socket(addr, false)
+}
+
+/// Binds `n` sockets to `addr` (one per worker; SO_REUSEPORT when more
+/// than one). With port 0, the others take the port the first one got.
+pub fn bind_workers(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    if n <= 1 {
+        return Ok(vec![socket(addr, false)?]);
+    }
+    let first = socket(addr, true)?;
+    let actual = first.local_addr()?;
+    let mut all = vec![first];
+    for _ in 1..n {
+        all.push(socket(actual, true)?);
+    }
+    Ok(all)
+}
+
+/// A running listener.
+pub struct Listener {
+    pub name: String,
+    /// The address as configured (port 0 stays 0 here).
+    pub bind: SocketAddr,
+    /// The address actually bound.
+    pub local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    limit: Arc<Semaphore>,
+    max_connections: usize,
+}
+
+impl Listener {
+    /// Starts accepting on already bound sockets, one per worker (in
+    /// order).
+    pub fn spawn(
+        name: &str,
+        bind: SocketAddr,
+        sockets: Vec<std::net::TcpListener>,
+        workers: &Workers,
+        shared: Arc<Shared>,
+    ) -> std::io::Result<Listener> {
+        let local_addr = match sockets.first() {
+            Some(s) => s.local_addr()?,
+            None => return Err(std::io::ErrorKind::InvalidInput.into()),
+        };
+        let (stop, stopped) = watch::channel(false);
+        let name_arc: Arc<str> = name.into();
+        let max_connections = shared.snapshot().listener(name).config.max_connections;
+        let limit = Arc::new(Semaphore::new(max_connections));
+        let mut tasks = Vec::new();
+        let n = workers.len().max(1);
+        for (i, socket) in sockets.into_iter().enumerate() {
+            let worker = &workers.handles()[i % n];
+            // Registered with the worker's own I/O driver.
+            let listener = {
+                let _in = worker.enter();
+                TcpListener::from_std(socket)?
+            };
+            tasks.push(worker.spawn(accept_loop(
+                listener,
+                name_arc.clone(),
+                shared.clone(),
+                stopped.clone(),
+                limit.clone(),
+                workers.counter(i % n),
+            )));
+        }
+        Ok(Listener {
+            name: name.to_string(),
+            bind,
+            local_addr,
+            stop,
+            tasks,
+            limit,
+            max_connections,
+        })
+    }
+
+    /// Stops accepting (the sockets close at once) and drains: idle
+    /// connections close, requests in flight finish. Resolves when every
+    /// connection is gone.
+    pub async fn drain(self) {
+        self.stop.send_replace(true);
+        for t in self.tasks {
+            if let Err(e) = t.await {
+                tracing::error!(listener = %self.name, error = %e, "listener task failed");
+            }
+        }
+        // Every connection holds a permit until it ends: all permits back
+        // means all connections drained. (max_connections is at most 10
+        // million.)
+        let all = u32::try_from(self.max_connections).unwrap_or(u32::MAX);
+        let _ = self.limit.acquire_many(all).await;
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    name: Arc<str>,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    limit: Arc<Semaphore>,
+    accepted_here: Counter,
+) {
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff = Duration::from_millis(5);
+                accepted_here.add();
+                // Over max_connections, the connection waits here for a
+                // place (and the next ones in the kernel's backlog): with
+                // several workers, a loop that waited before accepting
+                // would hold back its own socket's queue while another
+                // worker's connection freed the place.
+                let permit = match limit.clone().try_acquire_owned() {
+                    Ok(p) => p,
+                    Err(_) => tokio::select! {
+                        biased;
+                        _ = stop.changed() => break,
+                        permit = limit.clone().acquire_owned() => match permit {
+                            Ok(p) => p,
+                            Err(_) => break,
+                        },
+                    },
+                };
+                tokio::spawn(super::serve(
+                    stream,
+                    peer,
+                    name.clone(),
+                    shared.clone(),
+                    stop.clone(),
+                    permit,
+                ));
+            }
+            Err(e) if is_connection_error(&e) => {}
+            Err(e) => {
+                // EMFILE/ENFILE/ENOBUFS: wait for resources to free up,
+                // never exit and never spin.
+                tracing::warn!(listener = %name, error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// Errors of one connection that died in the backlog; the listener is fine.
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
+}
