@@ -1,5 +1,17 @@
 //! The `sluice` binary: command line -> config -> logging -> runtime -> run.
 
+/// jemalloc, chosen by measurement (`benches/burst.sh`, README "Resources"):
+/// after a burst of 10,000 requests in flight, glibc's malloc kept all of
+/// the peak (167 MiB, 26x the idle RSS) and mimalloc idled at twice
+/// jemalloc's RSS. A background thread returns freed memory after a second
+/// (`dirty_decay_ms`), without waiting for the next allocation.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+#[allow(non_upper_case_globals)]
+#[export_name = "_rjem_malloc_conf"]
+pub static malloc_conf: Option<&'static u8> =
+    Some(&b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0"[0]);
+
 use clap::{Parser, Subcommand};
 use sluice::config::Config;
 use sluice::Sluice;

@@ -17,16 +17,17 @@ use tokio::io::{AsyncRead, ReadBuf};
 
 /// The size a client's read buffer starts at: room for a typical request
 /// head (it grows for a larger one, up to max_header_bytes, and for a body
-/// kept for replays).
-pub const HEAD: usize = 8 * 1024;
+/// kept for replays or streamed up).
+pub const HEAD: usize = 4 * 1024;
 
 /// The size a backend's read buffer starts at: a typical response head and
 /// body (16 KiB and its head) in one read.
 pub const BODY: usize = 32 * 1024;
 
 /// Free buffers kept per size class and thread, in bytes; more are freed.
-/// Bounds what a burst of connections leaves behind once it is over.
-const KEPT_BYTES: usize = 4 << 20;
+/// Bounds what a burst of connections leaves behind once it is over, while
+/// a few dozen busy connections take and give back without allocating.
+const KEPT_BYTES: [usize; 2] = [512 << 10, 2 << 20];
 
 thread_local! {
     static FREE: RefCell<[Vec<Vec<u8>>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
@@ -54,7 +55,7 @@ fn give(v: Vec<u8>) {
     };
     FREE.with(|f| {
         let mut f = f.borrow_mut();
-        if (f[c].len() + 1) * v.len() <= KEPT_BYTES {
+        if (f[c].len() + 1) * v.len() <= KEPT_BYTES[c] {
             f[c].push(v);
         }
     });
