@@ -2,11 +2,16 @@
 # sluice against nginx and HAProxy, side by side, in one run on this machine.
 #
 #   bash benches/compare.sh            # ~5 min; ROUNDS=3 DURATION=6 by default
+#   WORKERS=2 bash benches/compare.sh  # each proxy with 2 workers, all CPUs
 #
 # Starts two fast local backends (nginx, answering from memory), then each
 # proxy with ONE worker thread/process, pinned to CPU 0, round robin over
 # the same two backends, with access logs off. The load generator (wrk, one
-# thread) and the backends run on the other CPU. Scenarios:
+# thread) and the backends run on the other CPU. With WORKERS=N (N > 1),
+# each proxy gets N workers (sluice worker_threads, nginx worker_processes,
+# HAProxy nbthread) and nothing is pinned: proxy, backends and wrk share
+# every CPU, so req/s is what the whole machine does, and CPU per request
+# counts the proxy's own processes only (not wrk's or the backends'). Scenarios:
 #   small     keep-alive, 64 connections, 2-byte responses
 #   16k       keep-alive, 64 connections, 16 KiB responses
 #   close     a new connection per request (Connection: close), 64 at a time
@@ -34,11 +39,13 @@ from common import free_port, spawn, wait_port
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 DURATION = int(os.environ.get("DURATION", "6"))
 IDLE = int(os.environ.get("IDLE_CONNECTIONS", "10000"))
+WORKERS = int(os.environ.get("WORKERS", "1"))
 CONNS = 64
 work = tempfile.mkdtemp(prefix="sluice-compare-")
 os.chmod(work, 0o755)  # nginx workers (an unprivileged user) read 16k here
 def start(cmd, cpu):
-    return spawn(["taskset", "-c", str(cpu)] + cmd, stdout=subprocess.DEVNULL,
+    pin = ["taskset", "-c", str(cpu)] if WORKERS == 1 else []
+    return spawn(pin + cmd, stdout=subprocess.DEVNULL,
                  stderr=open(os.path.join(work, "stderr.log"), "ab"))
 
 def tree(pid):
@@ -103,7 +110,7 @@ admin = free_port()
 with open(os.path.join(work, "sluice.toml"), "w") as f:
     f.write(f"""
 [runtime]
-worker_threads = 1
+worker_threads = {WORKERS}
 [admin]
 bind = "127.0.0.1:{admin}"
 [log]
@@ -123,7 +130,7 @@ backends = [{{ addr = "127.0.0.1:{b1}" }}, {{ addr = "127.0.0.1:{b2}" }}]
 """)
 with open(os.path.join(work, "nginx.conf"), "w") as f:
     f.write(f"""
-worker_processes 1; daemon off; pid {work}/nginx.pid; error_log {work}/nginx.err crit;
+worker_processes {WORKERS}; daemon off; pid {work}/nginx.pid; error_log {work}/nginx.err crit;
 worker_rlimit_nofile {hard};
 events {{ worker_connections 20000; }}
 http {{ access_log off; keepalive_requests 1000000; keepalive_timeout 120s;
@@ -134,7 +141,7 @@ http {{ access_log off; keepalive_requests 1000000; keepalive_timeout 120s;
 with open(os.path.join(work, "haproxy.cfg"), "w") as f:
     f.write(f"""
 global
-  nbthread 1
+  nbthread {WORKERS}
   maxconn {(hard - 100) // 2}
 defaults
   mode http
@@ -177,7 +184,8 @@ def run(target, scenario):
     path, extra = SCENARIOS[scenario]
     pid = pids.get(target)
     before = cpu_ticks(pid) if pid else 0
-    out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{CONNS}", f"-d{DURATION}s", "--latency"]
+    pin = ["taskset", "-c", "1"] if WORKERS == 1 else []
+    out = subprocess.run(pin + ["wrk", "-t1", f"-c{CONNS}", f"-d{DURATION}s", "--latency"]
                          + extra + [f"http://127.0.0.1:{ports[target]}{path}"],
                          capture_output=True, text=True, timeout=DURATION + 30).stdout
     after = cpu_ticks(pid) if pid else 0
@@ -243,7 +251,7 @@ def med(target, scenario, key):
 
 with open("/proc/cpuinfo") as f:
     model = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "?")
-print(f"\n## compare.sh: {ROUNDS} rounds x {DURATION} s, {CONNS} connections, wrk -t1; {os.cpu_count()} CPUs ({model})")
+print(f"\n## compare.sh: {ROUNDS} rounds x {DURATION} s, {CONNS} connections, wrk -t1; {os.cpu_count()} CPUs ({model}); {WORKERS} worker(s) per proxy")
 print(f"nginx {subprocess.run(['nginx', '-v'], capture_output=True, text=True).stderr.strip().split('/')[-1]}, "
       f"{subprocess.run(['haproxy', '-v'], capture_output=True, text=True).stdout.split()[2]} HAProxy, "
       f"sluice {subprocess.run(['target/release/sluice', '--version'], capture_output=True, text=True).stdout.strip()}\n")

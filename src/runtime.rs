@@ -92,10 +92,11 @@ impl Pool {
     /// Whether member `i` may take a request now. Health, breaker, rate
     /// limit and bulkhead are checked here and nowhere else; this only
     /// looks, `admit` takes.
-    fn usable(&self, i: usize, now: Instant) -> bool {
+    fn usable(&self, i: usize, now: Instant, passive: bool) -> bool {
         let b = &self.members[i].backend;
         let max = self.config.max_in_flight;
         b.is_up()
+            && (!passive || b.reachable(now))
             && (max == 0 || b.in_flight() < max as u64)
             && self
                 .breaker
@@ -130,16 +131,21 @@ impl Pool {
         // Admission can lose a race the `usable` check won (another request
         // took the last slot or token): exclude that member and pick again.
         let mut refused: Vec<usize> = Vec::new();
-        for _ in 0..4 {
-            let Some(i) = self.balancer.pick(&self.members, key, &|i| {
-                !tried.contains(&i) && !refused.contains(&i) && self.usable(i, now)
-            }) else {
-                break;
-            };
-            if let Some(lease) = self.admit(i, now) {
-                return Ok((i, lease));
+        // A backend that just refused a connection is passed over while
+        // another can serve (nginx's max_fails=1); when none can, it is
+        // tried anyway rather than answering 503.
+        for passive in [true, false] {
+            for _ in 0..4 {
+                let Some(i) = self.balancer.pick(&self.members, key, &|i| {
+                    !tried.contains(&i) && !refused.contains(&i) && self.usable(i, now, passive)
+                }) else {
+                    break;
+                };
+                if let Some(lease) = self.admit(i, now) {
+                    return Ok((i, lease));
+                }
+                refused.push(i);
             }
-            refused.push(i);
         }
         Err(self.refusal(now))
     }

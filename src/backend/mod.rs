@@ -20,6 +20,11 @@ use tokio::time::Instant;
 /// Time constant of the latency estimate's decay (Finagle and linkerd use 10 s).
 pub const LATENCY_DECAY: Duration = Duration::from_secs(10);
 
+/// How long a backend whose connection failed is passed over (while
+/// another backend can serve). Short: a backend back up is used again
+/// within a second, without any health check.
+pub const UNREACHABLE_FOR: Duration = Duration::from_secs(1);
+
 pub struct Backend {
     pub pool: Arc<str>,
     pub addr: Arc<str>,
@@ -38,6 +43,9 @@ pub struct Backend {
     pub conns: conns::Conns,
     /// Origin of this backend's nanosecond clock for the latency estimate.
     epoch: Instant,
+    /// Until when (ns since `epoch`) the backend is passed over after a
+    /// connection to it failed.
+    unreachable_until: AtomicU64,
 }
 
 impl Backend {
@@ -55,6 +63,7 @@ impl Backend {
             bucket: SharedBucket::default(),
             conns: conns::Conns::new(connect_timeout),
             epoch: Instant::now(),
+            unreachable_until: AtomicU64::new(0),
         }
     }
 
@@ -96,6 +105,21 @@ impl Backend {
         let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
         *h = health::HealthCounter::default();
         self.up.store(true, Ordering::Release);
+    }
+
+    /// A connection to the backend failed (refused, unreachable, timed
+    /// out): pass it over for `UNREACHABLE_FOR`, as nginx does for
+    /// `fail_timeout` after `max_fails` (1) failures, so that requests do
+    /// not each pay a failed connect while it is down.
+    pub fn mark_unreachable(&self) {
+        let until = self.now_ns() + UNREACHABLE_FOR.as_nanos() as u64;
+        self.unreachable_until.fetch_max(until, Ordering::Relaxed);
+    }
+
+    /// Whether no connection failed recently (see `mark_unreachable`).
+    pub fn reachable(&self, now: Instant) -> bool {
+        let until = self.unreachable_until.load(Ordering::Relaxed);
+        until == 0 || now.saturating_duration_since(self.epoch).as_nanos() as u64 >= until
     }
 
     pub fn in_flight(&self) -> u64 {
@@ -212,5 +236,22 @@ impl Drop for Lease {
             self.backend.breaker.release_trial();
         }
         self.backend.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_connection_passes_the_backend_over_for_a_while() {
+        let b = Backend::new("p", "10.0.0.1:80", Duration::from_secs(1));
+        assert!(b.reachable(Instant::now()));
+        b.mark_unreachable();
+        assert!(!b.reachable(Instant::now()));
+        tokio::time::advance(UNREACHABLE_FOR - Duration::from_millis(1)).await;
+        assert!(!b.reachable(Instant::now()));
+        tokio::time::advance(Duration::from_millis(2)).await;
+        assert!(b.reachable(Instant::now()));
     }
 }

@@ -132,6 +132,9 @@ impl<'p> Attempts<'p> {
     /// backoff.
     pub fn after(&mut self, i: usize, lease: &mut Lease, tried: Tried, metrics: &Metrics) -> Next {
         let rtt = lease.observe();
+        if tried == Tried::ConnectFailed {
+            lease.backend().mark_unreachable();
+        }
         let success = matches!(tried, Tried::Response(s) if s < 500);
         lease.record(success, self.pool.breaker.as_ref());
         let backend = lease.backend().clone();
