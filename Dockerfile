@@ -5,6 +5,8 @@
 # listener from outside, and publish it only on a private interface.)
 
 FROM rust:1-slim-bookworm AS build
+# jemalloc (tikv-jemalloc-sys) builds with make.
+RUN apt-get update && apt-get install -y --no-install-recommends make && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
