@@ -32,6 +32,21 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Reads, validates and loads a config file and what it names (its
+/// certificates): what `--check`, start and a reload do.
+pub fn load_config(path: &std::path::Path) -> Result<(Config, tls::Tls), config::ConfigErrors> {
+    let mut config = Config::load(path)?;
+    let tls = tls::load(&mut config, config::LoadOptions::default())?;
+    Ok((config, tls))
+}
+
+/// `load_config` from config text.
+pub fn load_config_text(text: &str) -> Result<(Config, tls::Tls), config::ConfigErrors> {
+    let mut config = Config::parse(text)?;
+    let tls = tls::load(&mut config, config::LoadOptions::default())?;
+    Ok((config, tls))
+}
+
 /// A listener that could not be bound.
 #[derive(Debug)]
 pub struct BindError {
@@ -85,9 +100,43 @@ pub struct Sluice {
     admin: tokio::sync::Mutex<Option<admin::Admin>>,
 }
 
+/// Why sluice did not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// A file the config names (a certificate) is missing or broken.
+    Config(config::ConfigErrors),
+    Bind(BindError),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Config(e) => write!(f, "{e}"),
+            StartError::Bind(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl From<BindError> for StartError {
+    fn from(e: BindError) -> StartError {
+        StartError::Bind(e)
+    }
+}
+
 impl Sluice {
-    /// Binds every listener of `config` and starts serving.
-    pub async fn start(config: Config) -> Result<Sluice, BindError> {
+    /// Loads the certificates `config` names, binds every listener and
+    /// starts serving.
+    pub async fn start(mut config: Config) -> Result<Sluice, StartError> {
+        let tls =
+            tls::load(&mut config, config::LoadOptions::default()).map_err(StartError::Config)?;
+        Sluice::start_with(config, tls).await
+    }
+
+    /// Binds every listener of `config` (its certificates loaded in `tls`)
+    /// and starts serving.
+    pub async fn start_with(config: Config, tls: tls::Tls) -> Result<Sluice, StartError> {
         let n = workers::count(config.runtime.worker_threads);
         let mut bound = Vec::new();
         for l in &config.listeners {
@@ -105,7 +154,7 @@ impl Sluice {
             None => None,
         };
         let metrics = metrics::Metrics::default();
-        let snapshot = Snapshot::build(config, None, &metrics);
+        let snapshot = Snapshot::build(config, tls, None, &metrics);
         let shared = Arc::new(Shared::new(snapshot, metrics));
         shared.metrics.config_loaded();
         let mut listeners = Vec::new();

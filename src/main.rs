@@ -13,7 +13,6 @@ pub static malloc_conf: Option<&'static u8> =
     Some(&b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0"[0]);
 
 use clap::{Parser, Subcommand};
-use sluice::config::Config;
 use sluice::Sluice;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -64,8 +63,8 @@ fn main() -> ExitCode {
 }
 
 fn check(path: &Path) -> ExitCode {
-    match Config::load(path) {
-        Ok(config) => {
+    match sluice::load_config(path) {
+        Ok((config, _)) => {
             for w in &config.warnings {
                 println!("{}: warning: {w}", path.display());
             }
@@ -110,7 +109,7 @@ fn demo(listen: SocketAddr, admin: SocketAddr) -> ExitCode {
 }
 
 fn run(path: &Path) -> ExitCode {
-    let config = match Config::load(path) {
+    let (config, tls) = match sluice::load_config(path) {
         Ok(c) => c,
         Err(errors) => {
             for e in &errors.0 {
@@ -132,7 +131,7 @@ fn run(path: &Path) -> ExitCode {
     };
     rt.block_on(async move {
         let grace = config.runtime.shutdown_grace;
-        let sluice = match Sluice::start(config).await {
+        let sluice = match Sluice::start_with(config, tls).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "cannot start");

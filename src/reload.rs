@@ -6,7 +6,7 @@
 //! sockets (and their connections); the snapshot they read changes.
 
 use crate::admin::Admin;
-use crate::config::{Config, ConfigErrors};
+use crate::config::{Config, ConfigErrors, LoadOptions};
 use crate::runtime::Snapshot;
 use crate::server::Listener;
 use crate::{BindError, Sluice};
@@ -37,7 +37,7 @@ impl Sluice {
     pub async fn reload_from(&self, path: &Path) -> Result<(), ReloadError> {
         let owned = path.to_path_buf();
         // Reading and resolving host names block: keep them off the workers.
-        let loaded = tokio::task::spawn_blocking(move || Config::load(&owned))
+        let loaded = tokio::task::spawn_blocking(move || crate::load_config(&owned))
             .await
             .unwrap_or_else(|e| {
                 Err(ConfigErrors(vec![crate::config::ConfigError {
@@ -46,11 +46,13 @@ impl Sluice {
                 }]))
             });
         match loaded {
-            Ok(config) => {
+            Ok((config, tls)) => {
                 for w in &config.warnings {
                     tracing::warn!(file = %path.display(), warning = %w, "config warning");
                 }
-                self.reload(config).await.map_err(ReloadError::Bind)
+                self.reload_with(config, tls)
+                    .await
+                    .map_err(ReloadError::Bind)
             }
             Err(errors) => {
                 for e in &errors.0 {
@@ -62,9 +64,28 @@ impl Sluice {
         }
     }
 
-    /// Swaps in `config`. On error nothing has changed.
-    pub async fn reload(&self, config: Config) -> Result<(), BindError> {
-        let result = self.apply(config).await;
+    /// Loads the certificates `config` names and swaps it in. On error
+    /// nothing has changed.
+    pub async fn reload(&self, mut config: Config) -> Result<(), ReloadError> {
+        match crate::tls::load(&mut config, LoadOptions::default()) {
+            Ok(tls) => self
+                .reload_with(config, tls)
+                .await
+                .map_err(ReloadError::Bind),
+            Err(errors) => {
+                for e in &errors.0 {
+                    tracing::error!(error = %e, "invalid config; the old config keeps serving");
+                }
+                self.shared.metrics.reload_failed();
+                Err(ReloadError::Invalid(errors))
+            }
+        }
+    }
+
+    /// Swaps in `config` (its certificates loaded in `tls`). On error
+    /// nothing has changed.
+    pub async fn reload_with(&self, config: Config, tls: crate::tls::Tls) -> Result<(), BindError> {
+        let result = self.apply(config, tls).await;
         match &result {
             Ok(()) => {
                 self.shared.metrics.reload_succeeded();
@@ -78,7 +99,7 @@ impl Sluice {
         result
     }
 
-    async fn apply(&self, config: Config) -> Result<(), BindError> {
+    async fn apply(&self, config: Config, tls: crate::tls::Tls) -> Result<(), BindError> {
         let mut listeners = self.listeners.lock().await;
         let mut admin = self.admin.lock().await;
         let new_admin_socket = match &config.admin {
@@ -108,6 +129,7 @@ impl Sluice {
             .collect();
         self.shared.publish(Snapshot::build(
             config,
+            tls,
             Some(&previous),
             &self.shared.metrics,
         ));

@@ -185,6 +185,8 @@ pub struct Route {
 
 /// What a listener's connections need from the snapshot.
 pub struct ListenerView {
+    /// The listener's certificates and rustls settings (TLS listeners).
+    pub tls: Option<Arc<crate::tls::ListenerTls>>,
     /// Shared with every connection of the listener (one reference count
     /// per connection, not a copy).
     pub config: Arc<ListenerConfig>,
@@ -203,7 +205,12 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn build(config: Config, previous: Option<&Snapshot>, metrics: &Metrics) -> Snapshot {
+    pub fn build(
+        config: Config,
+        tls: crate::tls::Tls,
+        previous: Option<&Snapshot>,
+        metrics: &Metrics,
+    ) -> Snapshot {
         let pools: BTreeMap<String, Arc<Pool>> = config
             .pools
             .iter()
@@ -256,6 +263,7 @@ impl Snapshot {
                 (
                     l.name.clone(),
                     ListenerView {
+                        tls: tls.get(&l.name).cloned(),
                         config: Arc::new(l.clone()),
                         router: router_for(Some(&l.name)),
                     },
@@ -264,6 +272,7 @@ impl Snapshot {
             .collect();
         let fallback =
             ListenerView {
+                tls: None,
                 config: Arc::new(config.listeners.first().cloned().unwrap_or_else(|| {
                     ListenerConfig {
                         name: String::new(),
@@ -274,7 +283,6 @@ impl Snapshot {
                         max_connections: 10000,
                         trusted_proxies: Vec::new(),
                         certificates: Vec::new(),
-                        tls: None,
                     }
                 })),
                 router: router_for(None),

@@ -198,23 +198,23 @@ fn bad_certificate_files_are_config_errors_with_their_key_paths() {
     let s = |p: &std::path::Path| p.display().to_string();
 
     let missing = dir.join("missing.pem");
-    let e = sluice::config::Config::parse(&listener(&s(&missing), &s(&good.key))).unwrap_err();
+    let e = sluice::load_config_text(&listener(&s(&missing), &s(&good.key))).unwrap_err();
     assert_eq!(e.0[0].path, "listener[0].certificates[0].cert", "{e}");
     assert!(e.0[0].message.contains("cannot read"), "{e}");
 
-    let e = sluice::config::Config::parse(&listener(&s(&good.cert), &s(&other.key))).unwrap_err();
+    let e = sluice::load_config_text(&listener(&s(&good.cert), &s(&other.key))).unwrap_err();
     assert_eq!(e.0[0].path, "listener[0].certificates[0].key", "{e}");
     assert!(e.0[0].message.contains("does not match"), "{e}");
 
-    let e = sluice::config::Config::parse(&listener(&s(&good.key), &s(&good.key))).unwrap_err();
+    let e = sluice::load_config_text(&listener(&s(&good.key), &s(&good.key))).unwrap_err();
     assert_eq!(e.0[0].path, "listener[0].certificates[0].cert", "{e}");
 
-    let e = sluice::config::Config::parse(&listener(&s(&good.cert), &s(&good.cert))).unwrap_err();
+    let e = sluice::load_config_text(&listener(&s(&good.cert), &s(&good.cert))).unwrap_err();
     assert_eq!(e.0[0].path, "listener[0].certificates[0].key", "{e}");
 
     // Expired: a warning, and the config is still valid.
     let old = make_cert(&dir, "old", &["old.test"], true);
-    let c = sluice::config::Config::parse(&listener(&s(&old.cert), &s(&old.key))).unwrap();
+    let (c, _) = sluice::load_config_text(&listener(&s(&old.cert), &s(&old.key))).unwrap();
     assert_eq!(c.warnings.len(), 1);
     assert_eq!(c.warnings[0].path, "listener[0].certificates[0].cert");
     assert!(

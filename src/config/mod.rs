@@ -52,7 +52,7 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 impl ConfigErrors {
-    fn one(path: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn one(path: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigErrors(vec![ConfigError {
             path: path.into(),
             message: message.into(),
@@ -60,18 +60,33 @@ impl ConfigErrors {
     }
 }
 
-static SANDBOXED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// From now on, validation neither resolves host names nor reads
-/// certificate files (both become errors). For fuzzing config parsing,
-/// where arbitrary input must not turn into DNS lookups or reads of
-/// arbitrary paths; sluice itself never calls this.
-pub fn sandbox() {
-    SANDBOXED.store(true, std::sync::atomic::Ordering::Relaxed);
+/// What loading a config may do besides parsing: resolve host names and
+/// read the files it names (certificates). Both are on for sluice; the
+/// fuzzer turns them off, so that arbitrary input does not turn into DNS
+/// lookups or reads of arbitrary paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadOptions {
+    pub resolve_names: bool,
+    pub read_files: bool,
 }
 
-pub(crate) fn sandboxed() -> bool {
-    SANDBOXED.load(std::sync::atomic::Ordering::Relaxed)
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            resolve_names: true,
+            read_files: true,
+        }
+    }
+}
+
+impl LoadOptions {
+    /// Neither name resolution nor file reads.
+    pub fn sandbox() -> LoadOptions {
+        LoadOptions {
+            resolve_names: false,
+            read_files: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -83,8 +98,9 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// Sorted by name.
     pub pools: Vec<PoolConfig>,
-    /// What is legal but probably wrong (an expired certificate): `--check`
-    /// prints these and a reload logs them, and the config is used anyway.
+    /// What is legal but probably wrong (an expired certificate, found by
+    /// `tls::load`): `--check` prints these and a reload logs them, and the
+    /// config is used anyway.
     pub warnings: Vec<ConfigError>,
 }
 
@@ -123,9 +139,8 @@ pub struct ListenerConfig {
     pub max_header_bytes: usize,
     pub max_connections: usize,
     pub trusted_proxies: Vec<IpNet>,
+    /// Certificate files; loaded (and checked) by `tls::load`.
     pub certificates: Vec<CertificateConfig>,
-    /// The certificates, loaded; `Some` exactly when `certificates` is not empty.
-    pub tls: Option<crate::tls::ListenerTls>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -276,6 +291,11 @@ impl Config {
     /// Parses and validates config text. Relative certificate paths are
     /// resolved against the working directory, as the example config assumes.
     pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
+        Config::parse_with(text, LoadOptions::default())
+    }
+
+    /// `parse`, with what loading may do.
+    pub fn parse_with(text: &str, opts: LoadOptions) -> Result<Config, ConfigErrors> {
         let mut unknown = Vec::new();
         let de = toml::Deserializer::new(text);
         let mut on_unknown = |path: serde_ignored::Path<'_>| unknown.push(ignored_path(&path));
@@ -309,7 +329,7 @@ impl Config {
                 message: "unknown key".into(),
             })
             .collect();
-        match validate::validate(raw) {
+        match validate::validate(raw, opts) {
             Ok(config) if errors.is_empty() => Ok(config),
             Ok(_) => Err(ConfigErrors(errors)),
             Err(mut more) => {

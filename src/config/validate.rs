@@ -88,7 +88,7 @@ impl Errors {
     }
 }
 
-pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
+pub(super) fn validate(raw: RawConfig, opts: LoadOptions) -> Result<Config, ConfigErrors> {
     let mut e = Errors(Vec::new());
 
     let runtime = RuntimeConfig {
@@ -131,9 +131,8 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
         access_log: raw.log.access_log.unwrap_or(true),
     };
 
-    let mut warnings = Errors(Vec::new());
-    let listeners = validate_listeners(&mut e, &mut warnings, &raw.listener, admin.as_ref());
-    let pools = validate_pools(&mut e, &raw.pool);
+    let listeners = validate_listeners(&mut e, &raw.listener, admin.as_ref());
+    let pools = validate_pools(&mut e, &raw.pool, opts);
     let routes = validate_routes(&mut e, &raw.route, &listeners, &raw.pool);
 
     if e.0.is_empty() {
@@ -144,77 +143,15 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
             listeners,
             routes,
             pools,
-            warnings: warnings.0,
+            warnings: Vec::new(),
         })
     } else {
         Err(ConfigErrors(e.0))
     }
 }
 
-/// Loads a listener's certificates (read errors name the `cert` or `key`
-/// key of the entry) and makes its rustls settings. An expired certificate
-/// is a warning: it may be about to be replaced, and refusing to start would
-/// turn a stale certificate into an outage.
-fn load_certificates(
-    p: &str,
-    certificates: &[CertificateConfig],
-    e: &mut Errors,
-    warnings: &mut Errors,
-) -> Option<crate::tls::ListenerTls> {
-    use crate::tls::{CertError, Certificate};
-    if certificates.is_empty() {
-        return None;
-    }
-    let mut loaded = Vec::new();
-    for (j, c) in certificates.iter().enumerate() {
-        match Certificate::load(&c.cert, &c.key) {
-            Ok(cert) => {
-                if cert.expired_at(std::time::SystemTime::now()) {
-                    warnings.push(
-                        format!("{p}.certificates[{j}].cert"),
-                        format!(
-                            "certificate {} has expired (not after {})",
-                            c.cert.display(),
-                            humantime::format_rfc3339_seconds(
-                                std::time::UNIX_EPOCH
-                                    + Duration::from_secs(cert.not_after.max(0) as u64)
-                            )
-                        ),
-                    );
-                }
-                if cert.names.is_empty() {
-                    warnings.push(
-                        format!("{p}.certificates[{j}].cert"),
-                        format!(
-                            "certificate {} names no DNS host; it is served only as the default",
-                            c.cert.display()
-                        ),
-                    );
-                }
-                loaded.push(std::sync::Arc::new(cert));
-            }
-            Err(CertError::Cert(m)) => e.push(format!("{p}.certificates[{j}].cert"), m),
-            Err(CertError::Key(m)) => e.push(format!("{p}.certificates[{j}].key"), m),
-        }
-    }
-    if loaded.len() != certificates.len() {
-        return None;
-    }
-    match crate::tls::server_config(&loaded) {
-        Ok(server) => Some(crate::tls::ListenerTls {
-            certificates: loaded,
-            server,
-        }),
-        Err(m) => {
-            e.push(format!("{p}.certificates"), m);
-            None
-        }
-    }
-}
-
 fn validate_listeners(
     e: &mut Errors,
-    warnings: &mut Errors,
     raw: &[RawListener],
     admin: Option<&AdminConfig>,
 ) -> Vec<ListenerConfig> {
@@ -290,7 +227,6 @@ fn validate_listeners(
                 certificates.push(CertificateConfig { cert, key });
             }
         }
-        let tls = load_certificates(&p, &certificates, e, warnings);
         out.push(ListenerConfig {
             name,
             bind,
@@ -316,7 +252,6 @@ fn validate_listeners(
             ) as usize,
             trusted_proxies: trusted,
             certificates,
-            tls,
         });
     }
     out
@@ -420,6 +355,7 @@ fn parse_host(h: &str) -> Result<HostMatch, String> {
 fn validate_pools(
     e: &mut Errors,
     raw: &std::collections::BTreeMap<String, RawPool>,
+    opts: LoadOptions,
 ) -> Vec<PoolConfig> {
     let mut out = Vec::new();
     for (name, r) in raw {
@@ -445,7 +381,7 @@ fn validate_pools(
                 HashKey::Path
             }
         };
-        let backends = validate_backends(e, &p, r.backends.as_deref());
+        let backends = validate_backends(e, &p, r.backends.as_deref(), opts);
         out.push(PoolConfig {
             name: name.clone(),
             strategy,
@@ -506,7 +442,12 @@ fn validate_pools(
     out
 }
 
-fn validate_backends(e: &mut Errors, p: &str, raw: Option<&[RawBackend]>) -> Vec<BackendConfig> {
+fn validate_backends(
+    e: &mut Errors,
+    p: &str,
+    raw: Option<&[RawBackend]>,
+    opts: LoadOptions,
+) -> Vec<BackendConfig> {
     let mut out = Vec::new();
     let raw = raw.unwrap_or_default();
     if raw.is_empty() {
@@ -527,7 +468,7 @@ fn validate_backends(e: &mut Errors, p: &str, raw: Option<&[RawBackend]>) -> Vec
             );
             continue;
         }
-        match resolve(&addr) {
+        match resolve(&addr, opts) {
             Ok(resolved) => out.push(BackendConfig {
                 addr,
                 resolved,
@@ -541,7 +482,7 @@ fn validate_backends(e: &mut Errors, p: &str, raw: Option<&[RawBackend]>) -> Vec
 
 /// `ip:port` parses directly; `host:port` is resolved now (at load and at
 /// every reload), and the first address is used.
-pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
+pub fn resolve(addr: &str, opts: LoadOptions) -> Result<SocketAddr, String> {
     if let Ok(a) = addr.parse::<SocketAddr>() {
         return Ok(a);
     }
@@ -560,7 +501,7 @@ pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
     {
         return Err(invalid());
     }
-    if sandboxed() {
+    if !opts.resolve_names {
         return Err(format!("cannot resolve {addr:?}: name resolution is off"));
     }
     match addr.to_socket_addrs() {

@@ -375,7 +375,7 @@ mod tests {
             )
             .unwrap();
             let metrics = crate::metrics::Metrics::default();
-            let snap = crate::runtime::Snapshot::build(config, None, &metrics);
+            let snap = crate::runtime::Snapshot::build(config, Default::default(), None, &metrics);
             let shared = Arc::new(crate::runtime::Shared::new(snap, metrics));
             let client = Arc::new(Client {
                 listener: "l".into(),

@@ -37,13 +37,19 @@ async fn serve(
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "set_nodelay failed");
     }
-    let config = shared.snapshot().listener(&listener).config.clone();
+    let (config, tls) = {
+        let snap = shared.snapshot();
+        let view = snap.listener(&listener);
+        (
+            view.config.clone(),
+            view.tls.as_ref().map(|t| t.server.clone()),
+        )
+    };
     let active = shared
         .metrics
         .connections_active
         .with_label_values(&[&*listener]);
     active.inc();
-    let tls = config.tls.as_ref().map(|t| t.server.clone());
     let client = Arc::new(Client {
         listener,
         peer,
@@ -269,7 +275,7 @@ mod tests {
             )
             .unwrap();
             let metrics = crate::metrics::Metrics::default();
-            let snap = crate::runtime::Snapshot::build(config, None, &metrics);
+            let snap = crate::runtime::Snapshot::build(config, Default::default(), None, &metrics);
             let shared = std::sync::Arc::new(crate::runtime::Shared::new(snap, metrics));
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let s = tokio::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();

@@ -4,9 +4,9 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    sluice::config::sandbox();
+    let sandbox = sluice::config::LoadOptions::sandbox();
     if let Ok(text) = std::str::from_utf8(data) {
-        if let Err(errors) = sluice::config::Config::parse(text) {
+        if let Err(errors) = sluice::config::Config::parse_with(text, sandbox) {
             // Every error names something.
             assert!(!errors.0.is_empty());
         }
