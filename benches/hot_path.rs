@@ -5,7 +5,7 @@
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use sluice::backend::Backend;
 use sluice::balance::{self, hash_bytes, Member};
-use sluice::config::{HostMatch, Strategy};
+use sluice::config::HostMatch;
 use sluice::route::Router;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,13 +29,16 @@ fn picks(c: &mut Criterion) {
         .build()
         .unwrap();
     let _guard = rt.enter();
+    use balance::Kind;
+    // The config's names for the bench labels (ip_hash and url_hash share
+    // the ring).
     let strategies = [
-        Strategy::RoundRobin,
-        Strategy::LeastConnections,
-        Strategy::LeastResponseTime,
-        Strategy::IpHash,
-        Strategy::UrlHash,
-        Strategy::Random,
+        ("round_robin", Kind::SmoothWeightedRoundRobin),
+        ("least_connections", Kind::LeastConnections),
+        ("least_response_time", Kind::PeakEwma),
+        ("ip_hash", Kind::ConsistentHash),
+        ("url_hash", Kind::ConsistentHash),
+        ("random", Kind::WeightedRandom),
     ];
     for n in [3usize, 100, 1000] {
         let m = members(n);
@@ -44,10 +47,10 @@ fn picks(c: &mut Criterion) {
                 .observe_latency(Duration::from_micros(200 + (i as u64 * 37) % 900));
         }
         let mut group = c.benchmark_group(format!("pick/{n}"));
-        for s in strategies {
-            let balancer = balance::build(s, &m);
+        for (name, kind) in strategies {
+            let balancer = balance::build(kind, &m);
             let mut k = 0u64;
-            group.bench_with_input(BenchmarkId::from_parameter(s.as_str()), &s, |bench, _| {
+            group.bench_with_input(BenchmarkId::from_parameter(name), &name, |bench, _| {
                 bench.iter(|| {
                     k = k.wrapping_add(1);
                     let key = hash_bytes(&k.to_le_bytes());

@@ -11,7 +11,7 @@ use crate::backend::Backend;
 use crate::config::HealthCheckConfig;
 use crate::http1::buf::Buf;
 use crate::http1::codec::{self, ResponseHead};
-use crate::runtime::Snapshot;
+use crate::snapshot::Snapshot;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -7,8 +7,8 @@
 
 use crate::admin::Admin;
 use crate::config::{Config, ConfigErrors, LoadOptions};
-use crate::runtime::Snapshot;
 use crate::server::Listener;
+use crate::snapshot::Snapshot;
 use crate::{BindError, Sluice};
 use std::path::Path;
 

@@ -3,7 +3,7 @@
 
 mod status;
 
-use crate::runtime::{Shared, Snapshot};
+use crate::snapshot::{Shared, Snapshot};
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;

@@ -5,7 +5,7 @@
 //! in place from `/api/v1/pools` every 2 s (no reload, no flicker). No
 //! external asset.
 
-use crate::runtime::Snapshot;
+use crate::snapshot::Snapshot;
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")

@@ -3,7 +3,7 @@
 //! A strategy is a pure function of the members, an optional hash key and a
 //! `usable` predicate; it does no I/O and admits nothing. The pool checks
 //! health, breaker, rate limit and bulkhead through `usable`, and admits the
-//! pick afterwards (see `runtime::Pool::pick`). Structures that cost work to
+//! pick afterwards (see `pool::Pool::pick`). Structures that cost work to
 //! build (schedules, rings, cumulative weights) are built once per snapshot.
 
 mod hash;
@@ -14,7 +14,6 @@ mod round_robin;
 pub use hash::{hash_bytes, Ring};
 
 use crate::backend::Backend;
-use crate::config::Strategy;
 use std::sync::Arc;
 
 /// One backend as a pool's snapshot sees it.
@@ -35,14 +34,26 @@ pub trait Balancer: Send + Sync {
 }
 
 /// Builds the balancer for `strategy` over `members`.
-pub fn build(strategy: Strategy, members: &[Member]) -> Box<dyn Balancer> {
-    match strategy {
-        Strategy::RoundRobin => Box::new(round_robin::SmoothWeighted::new(members)),
-        Strategy::LeastConnections => Box::new(least::LeastConnections),
-        Strategy::LeastResponseTime => Box::new(least::LeastResponseTime),
-        Strategy::IpHash | Strategy::UrlHash => Box::new(hash::Ring::new(members)),
-        Strategy::Random => Box::new(random::WeightedRandom::new(members)),
+pub fn build(kind: Kind, members: &[Member]) -> Arc<dyn Balancer> {
+    match kind {
+        Kind::SmoothWeightedRoundRobin => Arc::new(round_robin::SmoothWeighted::new(members)),
+        Kind::LeastConnections => Arc::new(least::LeastConnections),
+        Kind::PeakEwma => Arc::new(least::LeastResponseTime),
+        Kind::ConsistentHash => Arc::new(hash::Ring::new(members)),
+        Kind::WeightedRandom => Arc::new(random::WeightedRandom::new(members)),
     }
+}
+
+/// The algorithms, by what they are (the config's strategy names map onto
+/// these; the two hash strategies share the ring and differ only in the
+/// key they hash).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    SmoothWeightedRoundRobin,
+    LeastConnections,
+    PeakEwma,
+    ConsistentHash,
+    WeightedRandom,
 }
 
 /// Weighted random choice among the usable members: the common fallback

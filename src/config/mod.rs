@@ -253,7 +253,8 @@ pub struct PoolConfig {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct HealthCheckConfig {
-    pub path: String,
+    /// The request target of a check, parsed at validation.
+    pub path: http::uri::PathAndQuery,
     pub interval: Duration,
     pub timeout: Duration,
     pub healthy_threshold: u32,

@@ -513,20 +513,25 @@ pub fn resolve(addr: &str, opts: LoadOptions) -> Result<SocketAddr, String> {
 }
 
 fn validate_health(e: &mut Errors, p: &str, h: &RawHealthCheck) -> HealthCheckConfig {
-    let path = h.path.clone().unwrap_or_else(|| "/healthz".into());
-    // Checked here as the request target it becomes: a path the check
-    // could not send (a space, a control character) is a config error,
-    // not a silent probe of "/".
-    if !path.starts_with('/')
-        || !path
-            .bytes()
-            .all(|b| (0x21..=0x7e).contains(&b) && b != b'#')
-    {
+    let text = h.path.clone().unwrap_or_else(|| "/healthz".into());
+    // Parsed here into the request target it becomes: a path the check
+    // could not send (a space, a control character, a fragment) is a
+    // config error, not a silent probe of "/".
+    let parsed = text
+        .parse::<http::uri::PathAndQuery>()
+        .ok()
+        .filter(|_| text.starts_with('/'))
+        .filter(|_| {
+            text.bytes()
+                .all(|b| (0x21..=0x7e).contains(&b) && b != b'#')
+        });
+    let path = parsed.unwrap_or_else(|| {
         e.push(
             format!("{p}.path"),
-            format!("must be an origin-form path (starting with '/', visible ASCII, no spaces), got {path:?}"),
+            format!("must be an origin-form path (starting with '/', visible ASCII, no spaces), got {text:?}"),
         );
-    }
+        http::uri::PathAndQuery::from_static("/")
+    });
     let expect = h.expect_status.as_deref().unwrap_or("200-399");
     let expect_status = parse_status_range(expect).unwrap_or_else(|| {
         e.push(
@@ -661,6 +666,22 @@ backends = [{ addr = "127.0.0.1:9000" }]
             errs.iter().any(|e| e.contains("is the admin listener's")),
             "{errs:?}"
         );
+    }
+
+    #[test]
+    fn a_health_check_path_is_parsed_as_the_target_it_becomes() {
+        let with = |path: &str| format!("{MIN}[pool.api.health_check]\npath = {path:?}\n");
+        let c = Config::parse(&with("/health?full=1")).unwrap();
+        let hc = c.pools[0].health_check.as_ref().unwrap();
+        assert_eq!(hc.path.as_str(), "/health?full=1");
+        for bad in ["/a b", "health", "/x#frag", "/a\tb"] {
+            let errs = errors(&with(bad));
+            assert!(
+                errs.iter()
+                    .any(|e| e.starts_with("pool.api.health_check.path: ")),
+                "{bad:?}: {errs:?}"
+            );
+        }
     }
 
     #[test]

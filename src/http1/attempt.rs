@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 use crate::proxy::completion::Completion;
 use crate::proxy::error::ProxyError;
 use crate::proxy::retry::{Attempts, Next, Tried};
-use crate::runtime::Pool;
+use crate::snapshot::Pool;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::time::Instant;

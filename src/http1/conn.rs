@@ -375,8 +375,8 @@ mod tests {
             )
             .unwrap();
             let metrics = crate::metrics::Metrics::default();
-            let snap = crate::runtime::Snapshot::build(config, Default::default(), None, &metrics);
-            let shared = Arc::new(crate::runtime::Shared::new(snap, metrics));
+            let snap = crate::snapshot::Snapshot::build(config, Default::default(), None, &metrics);
+            let shared = Arc::new(crate::snapshot::Shared::new(snap, metrics));
             let client = Arc::new(Client {
                 listener: "l".into(),
                 peer: ([127, 0, 0, 1], 1).into(),

@@ -6,7 +6,7 @@
 
 use super::Client;
 use crate::backend::Lease;
-use crate::runtime::Route;
+use crate::snapshot::Route;
 use std::sync::Arc;
 use tokio::time::Instant;
 

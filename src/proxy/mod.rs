@@ -15,7 +15,7 @@ pub mod upgrade;
 
 use crate::balance::hash_bytes;
 use crate::config::{HashKey, Strategy};
-use crate::runtime::{Pool, Route, Shared, Snapshot};
+use crate::snapshot::{Pool, Route, Shared, Snapshot};
 use error::ProxyError;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

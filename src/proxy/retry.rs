@@ -11,7 +11,7 @@ use super::error::ProxyError;
 use crate::backend::Lease;
 use crate::config::RetryConfig;
 use crate::metrics::Metrics;
-use crate::runtime::{Pool, Refusal};
+use crate::snapshot::{Pool, Refusal};
 use std::time::Duration;
 
 /// The largest body sluice keeps for a replay.

@@ -287,7 +287,7 @@ fn error_response(e: &ProxyError, id: &RequestId, head_only: bool) -> Response<H
 type Upstream = (u16, http::response::Builder, ResponseBody);
 
 async fn forward(
-    snap: &crate::runtime::Snapshot,
+    snap: &crate::snapshot::Snapshot,
     client: &Arc<Client>,
     parts: http::request::Parts,
     body: Incoming,

@@ -13,7 +13,7 @@
 //! end the listener), and stopping a listener closes its sockets first,
 //! then drains: it waits until every connection has given back its permit.
 
-use crate::runtime::Shared;
+use crate::snapshot::Shared;
 use crate::workers::{Counter, Workers};
 use std::net::SocketAddr;
 use std::sync::Arc;

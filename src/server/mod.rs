@@ -19,7 +19,7 @@ pub use listener::{bind, bind_workers, Listener};
 use crate::http1::conn::{self as h1, Ended, Limits};
 use crate::http1::io::Stream;
 use crate::proxy::Client;
-use crate::runtime::Shared;
+use crate::snapshot::Shared;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpStream;
@@ -275,8 +275,8 @@ mod tests {
             )
             .unwrap();
             let metrics = crate::metrics::Metrics::default();
-            let snap = crate::runtime::Snapshot::build(config, Default::default(), None, &metrics);
-            let shared = std::sync::Arc::new(crate::runtime::Shared::new(snap, metrics));
+            let snap = crate::snapshot::Snapshot::build(config, Default::default(), None, &metrics);
+            let shared = std::sync::Arc::new(crate::snapshot::Shared::new(snap, metrics));
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let s = tokio::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
             let (_tx, rx) = tokio::sync::watch::channel(false);

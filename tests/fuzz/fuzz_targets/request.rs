@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct World {
     rt: tokio::runtime::Runtime,
-    shared: Arc<sluice::runtime::Shared>,
+    shared: Arc<sluice::snapshot::Shared>,
     _sluice: sluice::Sluice,
 }
 

@@ -1,0 +1,219 @@
+//! A pool as one snapshot sees it, and admission in one place: whether a
+//! backend may take a request (`reasons`: health, the pass-over after a
+//! failed connection, breaker, rate limit, bulkhead), and taking what it
+//! needs to (`admit`: the bulkhead slot, a token, a half-open trial). The
+//! strategy only picks among the backends this says are usable (see
+//! `balance`), and `explain` shows the same reasons.
+//!
+//! A pool kept by a reload (same name) keeps its retry budget, and, when
+//! its strategy and members (addr and weight) are unchanged, its balancer
+//! with it (the round-robin position, the hash ring).
+
+use crate::backend::breaker;
+use crate::backend::{Backend, Lease};
+use crate::balance::{self, Balancer, Member};
+use crate::config::PoolConfig;
+use crate::limit::Budget;
+use crate::metrics::Metrics;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::time::Instant;
+
+/// Why a backend may not take a request now; none set means it may.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reasons {
+    /// Its health checks fail.
+    pub down: bool,
+    /// A connection to it failed a moment ago (passed over while another
+    /// backend can serve).
+    pub unreachable: bool,
+    pub breaker_open: bool,
+    pub rate_limited: bool,
+    pub max_in_flight: bool,
+}
+
+impl Reasons {
+    /// Whether the backend may take a request; `passive`: the pass-over
+    /// after a failed connection counts too.
+    pub fn usable(self, passive: bool) -> bool {
+        !(self.down
+            || (passive && self.unreachable)
+            || self.breaker_open
+            || self.rate_limited
+            || self.max_in_flight)
+    }
+}
+
+/// A pool as one snapshot sees it: members, settings and a balancer.
+pub struct Pool {
+    pub name: Arc<str>,
+    pub config: PoolConfig,
+    pub members: Vec<Member>,
+    /// Per member: the address it resolved to when this snapshot was built.
+    pub addrs: Vec<SocketAddr>,
+    /// Per member: its `sluice_upstream_request_duration_seconds` series,
+    /// resolved once here rather than looked up on every try.
+    pub upstream_duration: Vec<prometheus::Histogram>,
+    balancer: Arc<dyn Balancer>,
+    pub breaker: Option<breaker::Settings>,
+    /// Requests and retries of the last 10 s, for `retry.budget_ratio`.
+    pub budget: Arc<Budget>,
+}
+
+/// Why a pool could not admit a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Every backend that is otherwise usable is out of rate-limit tokens.
+    RateLimited,
+    NoBackend,
+}
+
+impl Pool {
+    pub(crate) fn build(config: &PoolConfig, previous: Option<&Pool>, metrics: &Metrics) -> Pool {
+        let name: Arc<str> = config.name.as_str().into();
+        let mut members = Vec::with_capacity(config.backends.len());
+        let mut addrs = Vec::with_capacity(config.backends.len());
+        for b in &config.backends {
+            let backend = previous
+                .and_then(|p| p.members.iter().find(|m| *m.backend.addr == *b.addr))
+                .map(|m| {
+                    m.backend.conns.set_connect_timeout(config.connect_timeout);
+                    m.backend.clone()
+                })
+                .unwrap_or_else(|| Arc::new(Backend::new(&name, &b.addr, config.connect_timeout)));
+            members.push(Member {
+                backend,
+                weight: b.weight,
+            });
+            addrs.push(b.resolved);
+        }
+        // The same strategy over the same members: the previous balancer
+        // (its round-robin position, its ring) serves on.
+        let same = previous.is_some_and(|p| {
+            p.config.strategy == config.strategy
+                && p.members.len() == members.len()
+                && p.members
+                    .iter()
+                    .zip(&members)
+                    .all(|(a, b)| Arc::ptr_eq(&a.backend, &b.backend) && a.weight == b.weight)
+        });
+        let balancer = match previous {
+            Some(p) if same => p.balancer.clone(),
+            _ => balance::build(kind(config.strategy), &members),
+        };
+        let upstream_duration = members
+            .iter()
+            .map(|m| {
+                metrics
+                    .upstream_duration
+                    .with_label_values(&[&*name, &*m.backend.addr])
+            })
+            .collect();
+        Pool {
+            upstream_duration,
+            name,
+            config: config.clone(),
+            members,
+            addrs,
+            balancer,
+            breaker: config.circuit_breaker.as_ref().map(|c| breaker::Settings {
+                failure_threshold: c.failure_threshold,
+                open_duration: c.open_duration,
+                half_open_requests: c.half_open_requests,
+            }),
+            budget: previous.map(|p| p.budget.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// Every reason member `i` may not take a request now. Health, the
+    /// pass-over after a failed connection, breaker, rate limit and
+    /// bulkhead are checked here and nowhere else; this only looks,
+    /// `admit` takes.
+    pub fn reasons(&self, i: usize, now: Instant) -> Reasons {
+        let b = &self.members[i].backend;
+        let max = self.config.max_in_flight;
+        Reasons {
+            down: !b.is_up(),
+            unreachable: !b.reachable(now),
+            breaker_open: self
+                .breaker
+                .as_ref()
+                .is_some_and(|s| !b.breaker.allows(now, s)),
+            rate_limited: self
+                .config
+                .rate_limit
+                .as_ref()
+                .is_some_and(|r| !b.bucket.has_token(now, r.requests_per_second, r.burst)),
+            max_in_flight: max > 0 && b.in_flight() >= max as u64,
+        }
+    }
+
+    /// Takes what member `i` needs to serve one request: a bulkhead slot (the
+    /// lease), a rate-limit token and, if its breaker is half-open, a trial.
+    fn admit(&self, i: usize, now: Instant) -> Option<Lease> {
+        let b = &self.members[i].backend;
+        let mut lease = b.try_lease(self.config.max_in_flight)?;
+        if let Some(r) = &self.config.rate_limit {
+            b.bucket
+                .try_take(now, r.requests_per_second, r.burst)
+                .ok()?;
+        }
+        if let Some(s) = &self.breaker {
+            lease.set_trial(b.breaker.admit(now, s)?);
+        }
+        Some(lease)
+    }
+
+    /// Picks a member (skipping those in `tried`) and admits it.
+    pub fn pick(&self, key: Option<u64>, tried: &[usize]) -> Result<(usize, Lease), Refusal> {
+        let now = Instant::now();
+        // Admission can lose a race the `usable` check won (another request
+        // took the last slot or token): exclude that member and pick again.
+        let mut refused: Vec<usize> = Vec::new();
+        // A backend that just refused a connection is passed over while
+        // another can serve (nginx's max_fails=1); when none can, it is
+        // tried anyway rather than answering 503.
+        for passive in [true, false] {
+            for _ in 0..4 {
+                let Some(i) = self.balancer.pick(&self.members, key, &|i| {
+                    !tried.contains(&i)
+                        && !refused.contains(&i)
+                        && self.reasons(i, now).usable(passive)
+                }) else {
+                    break;
+                };
+                if let Some(lease) = self.admit(i, now) {
+                    return Ok((i, lease));
+                }
+                refused.push(i);
+            }
+        }
+        Err(self.refusal(now))
+    }
+
+    /// Why nothing was admitted: rate limits, if a token would have made a
+    /// backend usable; otherwise no backend at all.
+    fn refusal(&self, now: Instant) -> Refusal {
+        let blocked_by_tokens = (0..self.members.len()).any(|i| {
+            let r = self.reasons(i, now);
+            r.rate_limited && !r.down && !r.breaker_open
+        });
+        if blocked_by_tokens {
+            Refusal::RateLimited
+        } else {
+            Refusal::NoBackend
+        }
+    }
+}
+
+/// The balancer a config strategy means.
+fn kind(s: crate::config::Strategy) -> balance::Kind {
+    use crate::config::Strategy;
+    match s {
+        Strategy::RoundRobin => balance::Kind::SmoothWeightedRoundRobin,
+        Strategy::LeastConnections => balance::Kind::LeastConnections,
+        Strategy::LeastResponseTime => balance::Kind::PeakEwma,
+        Strategy::IpHash | Strategy::UrlHash => balance::Kind::ConsistentHash,
+        Strategy::Random => balance::Kind::WeightedRandom,
+    }
+}
