@@ -1,0 +1,121 @@
+//! `[[listener]]` tables.
+
+use super::super::raw::*;
+use super::super::*;
+use super::Errors;
+use std::collections::HashSet;
+use ipnet::IpNet;
+
+pub(super) fn validate_listeners(
+    e: &mut Errors,
+    raw: &[RawListener],
+    admin: Option<&AdminConfig>,
+) -> Vec<ListenerConfig> {
+    let mut out = Vec::new();
+    let mut names = HashSet::new();
+    let mut binds = HashSet::new();
+    if raw.is_empty() {
+        e.push("listener", "at least one [[listener]] is required");
+    }
+    for (i, l) in raw.iter().enumerate() {
+        let p = format!("listener[{i}]");
+        let name = match &l.name {
+            Some(n) if n.is_empty() => {
+                e.push(format!("{p}.name"), "must not be empty");
+                continue;
+            }
+            Some(n) => n.clone(),
+            None => {
+                e.push(format!("{p}.name"), "required key is missing");
+                continue;
+            }
+        };
+        if !names.insert(name.clone()) {
+            e.push(
+                format!("{p}.name"),
+                format!("duplicate listener name {name:?}"),
+            );
+        }
+        let Some(bind) = e.bind(&format!("{p}.bind"), &l.bind) else {
+            continue;
+        };
+        if bind.port() != 0 && !binds.insert(bind) {
+            e.push(
+                format!("{p}.bind"),
+                format!("{bind} is already bound by another listener"),
+            );
+        }
+        if let Some(a) = admin {
+            if a.bind.port() != 0 && a.bind.port() == bind.port() {
+                e.push(
+                    format!("{p}.bind"),
+                    format!("port {} is the admin listener's", bind.port()),
+                );
+            }
+        }
+        let mut trusted = Vec::new();
+        for (j, cidr) in l.trusted_proxies.iter().flatten().enumerate() {
+            match parse_cidr(cidr) {
+                Some(net) => trusted.push(net),
+                None => e.push(
+                    format!("{p}.trusted_proxies[{j}]"),
+                    format!("invalid CIDR {cidr:?}"),
+                ),
+            }
+        }
+        let mut certificates = Vec::new();
+        for (j, c) in l.certificates.iter().flatten().enumerate() {
+            let cert = c.cert.as_ref().map(PathBuf::from);
+            let key = c.key.as_ref().map(PathBuf::from);
+            if cert.is_none() {
+                e.push(
+                    format!("{p}.certificates[{j}].cert"),
+                    "required key is missing",
+                );
+            }
+            if key.is_none() {
+                e.push(
+                    format!("{p}.certificates[{j}].key"),
+                    "required key is missing",
+                );
+            }
+            if let (Some(cert), Some(key)) = (cert, key) {
+                certificates.push(CertificateConfig { cert, key });
+            }
+        }
+        out.push(ListenerConfig {
+            name,
+            bind,
+            header_read_timeout: e.duration(
+                &format!("{p}.header_read_timeout"),
+                &l.header_read_timeout,
+                "10s",
+            ),
+            idle_timeout: e.duration(&format!("{p}.idle_timeout"), &l.idle_timeout, "60s"),
+            max_header_bytes: e.int(
+                &format!("{p}.max_header_bytes"),
+                l.max_header_bytes,
+                65536,
+                1024,
+                1 << 20,
+            ) as usize,
+            max_connections: e.int(
+                &format!("{p}.max_connections"),
+                l.max_connections,
+                10000,
+                1,
+                10_000_000,
+            ) as usize,
+            trusted_proxies: trusted,
+            certificates,
+        });
+    }
+    out
+}
+
+/// Accepts a CIDR (`10.0.0.0/8`) or a bare address (a /32 or /128).
+fn parse_cidr(s: &str) -> Option<IpNet> {
+    s.parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+}

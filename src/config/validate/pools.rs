@@ -1,0 +1,274 @@
+//! `[pool.NAME]` tables: backends, health checks, breakers, rate limits,
+//! retries, connection caps.
+
+use super::super::raw::*;
+use super::super::*;
+use super::{Errors, MAX_WEIGHT};
+use std::collections::HashSet;
+use std::net::ToSocketAddrs;
+
+pub(super) fn validate_pools(
+    e: &mut Errors,
+    raw: &std::collections::BTreeMap<String, RawPool>,
+    opts: LoadOptions,
+) -> Vec<PoolConfig> {
+    let mut out = Vec::new();
+    for (name, r) in raw {
+        let p = format!("pool.{name}");
+        let strategy = match r.strategy.as_deref() {
+            None => Strategy::RoundRobin,
+            Some(s) => Strategy::parse(s).unwrap_or_else(|| {
+                e.push(
+                    format!("{p}.strategy"),
+                    format!("unknown strategy {s:?} (expected {})", Strategy::NAMES),
+                );
+                Strategy::RoundRobin
+            }),
+        };
+        let hash_key = match r.hash_key.as_deref().unwrap_or("path") {
+            "path" => HashKey::Path,
+            "path_and_query" => HashKey::PathAndQuery,
+            other => {
+                e.push(
+                    format!("{p}.hash_key"),
+                    format!("unknown hash_key {other:?} (expected path | path_and_query)"),
+                );
+                HashKey::Path
+            }
+        };
+        let backends = validate_backends(e, &p, r.backends.as_deref(), opts);
+        out.push(PoolConfig {
+            name: name.clone(),
+            strategy,
+            backends,
+            connect_timeout: e.duration(&format!("{p}.connect_timeout"), &r.connect_timeout, "2s"),
+            request_timeout: e.duration(&format!("{p}.request_timeout"), &r.request_timeout, "30s"),
+            max_in_flight: e.int(
+                &format!("{p}.max_in_flight"),
+                r.max_in_flight,
+                0,
+                0,
+                u32::MAX as i64,
+            ) as u32,
+            max_connections: e.int(
+                &format!("{p}.max_connections"),
+                r.max_connections,
+                1024,
+                1,
+                1_000_000,
+            ) as usize,
+            queue_timeout: e.duration(&format!("{p}.queue_timeout"), &r.queue_timeout, "1s"),
+            hash_key,
+            health_check: r
+                .health_check
+                .as_ref()
+                .map(|h| validate_health(e, &format!("{p}.health_check"), h)),
+            circuit_breaker: r.circuit_breaker.as_ref().map(|c| {
+                let q = format!("{p}.circuit_breaker");
+                CircuitBreakerConfig {
+                    failure_threshold: e.int(
+                        &format!("{q}.failure_threshold"),
+                        c.failure_threshold,
+                        5,
+                        1,
+                        1_000_000,
+                    ) as u32,
+                    open_duration: e.duration(
+                        &format!("{q}.open_duration"),
+                        &c.open_duration,
+                        "30s",
+                    ),
+                    half_open_requests: e.int(
+                        &format!("{q}.half_open_requests"),
+                        c.half_open_requests,
+                        1,
+                        1,
+                        1_000_000,
+                    ) as u32,
+                }
+            }),
+            rate_limit: e.rate_limit(&format!("{p}.rate_limit"), &r.rate_limit, 1000.0, 200),
+            retry: r
+                .retry
+                .as_ref()
+                .map(|rt| validate_retry(e, &format!("{p}.retry"), rt)),
+        });
+    }
+    out
+}
+
+pub(super) fn validate_backends(
+    e: &mut Errors,
+    p: &str,
+    raw: Option<&[RawBackend]>,
+    opts: LoadOptions,
+) -> Vec<BackendConfig> {
+    let mut out = Vec::new();
+    let raw = raw.unwrap_or_default();
+    if raw.is_empty() {
+        e.push(format!("{p}.backends"), "a pool needs at least one backend");
+    }
+    let mut seen = HashSet::new();
+    for (i, b) in raw.iter().enumerate() {
+        let q = format!("{p}.backends[{i}]");
+        let weight = e.int(&format!("{q}.weight"), b.weight, 1, 1, MAX_WEIGHT) as u32;
+        let Some(addr) = b.addr.clone() else {
+            e.push(format!("{q}.addr"), "required key is missing");
+            continue;
+        };
+        if !seen.insert(addr.clone()) {
+            e.push(
+                format!("{q}.addr"),
+                format!("duplicate backend {addr:?} in this pool"),
+            );
+            continue;
+        }
+        match resolve(&addr, opts) {
+            Ok(resolved) => out.push(BackendConfig {
+                addr,
+                resolved,
+                weight,
+            }),
+            Err(msg) => e.push(format!("{q}.addr"), msg),
+        }
+    }
+    out
+}
+
+/// `ip:port` parses directly; `host:port` is resolved now (at load and at
+/// every reload), and the first address is used.
+pub fn resolve(addr: &str, opts: LoadOptions) -> Result<SocketAddr, String> {
+    if let Ok(a) = addr.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let invalid = || format!("invalid socket address {addr:?}");
+    let (host, port) = addr.rsplit_once(':').ok_or_else(invalid)?;
+    if host.is_empty()
+        || port.parse::<u16>().is_err()
+        || host.contains(':')
+        || host.parse::<std::net::IpAddr>().is_ok()
+    {
+        return Err(invalid());
+    }
+    if !host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+    {
+        return Err(invalid());
+    }
+    if !opts.resolve_names {
+        return Err(format!("cannot resolve {addr:?}: name resolution is off"));
+    }
+    match addr.to_socket_addrs() {
+        Ok(mut addrs) => addrs
+            .next()
+            .ok_or_else(|| format!("host name in {addr:?} resolved to no address")),
+        Err(err) => Err(format!("cannot resolve {addr:?}: {err}")),
+    }
+}
+
+pub(super) fn validate_health(e: &mut Errors, p: &str, h: &RawHealthCheck) -> HealthCheckConfig {
+    let text = h.path.clone().unwrap_or_else(|| "/healthz".into());
+    // Parsed here into the request target it becomes: a path the check
+    // could not send (a space, a control character, a fragment) is a
+    // config error, not a silent probe of "/".
+    let parsed = text
+        .parse::<http::uri::PathAndQuery>()
+        .ok()
+        .filter(|_| text.starts_with('/'))
+        .filter(|_| {
+            text.bytes()
+                .all(|b| (0x21..=0x7e).contains(&b) && b != b'#')
+        });
+    let path = parsed.unwrap_or_else(|| {
+        e.push(
+            format!("{p}.path"),
+            format!("must be an origin-form path (starting with '/', visible ASCII, no spaces), got {text:?}"),
+        );
+        http::uri::PathAndQuery::from_static("/")
+    });
+    let expect = h.expect_status.as_deref().unwrap_or("200-399");
+    let expect_status = parse_status_range(expect).unwrap_or_else(|| {
+        e.push(
+            format!("{p}.expect_status"),
+            format!("invalid status range {expect:?} (expected e.g. \"200-399\" or \"204\")"),
+        );
+        200..=399
+    });
+    let interval = e.duration(&format!("{p}.interval"), &h.interval, "5s");
+    let timeout = e.duration(&format!("{p}.timeout"), &h.timeout, "2s");
+    HealthCheckConfig {
+        path,
+        interval,
+        timeout,
+        healthy_threshold: e.int(
+            &format!("{p}.healthy_threshold"),
+            h.healthy_threshold,
+            2,
+            1,
+            1000,
+        ) as u32,
+        unhealthy_threshold: e.int(
+            &format!("{p}.unhealthy_threshold"),
+            h.unhealthy_threshold,
+            3,
+            1,
+            1000,
+        ) as u32,
+        expect_status,
+    }
+}
+
+fn parse_status_range(s: &str) -> Option<RangeInclusive<u16>> {
+    let (lo, hi) = match s.split_once('-') {
+        Some((lo, hi)) => (
+            lo.trim().parse::<u16>().ok()?,
+            hi.trim().parse::<u16>().ok()?,
+        ),
+        None => {
+            let v = s.trim().parse::<u16>().ok()?;
+            (v, v)
+        }
+    };
+    ((100..=599).contains(&lo) && (100..=599).contains(&hi) && lo <= hi).then_some(lo..=hi)
+}
+
+pub(super) fn validate_retry(e: &mut Errors, p: &str, r: &RawRetry) -> RetryConfig {
+    let mut out = RetryConfig {
+        attempts: e.int(&format!("{p}.attempts"), r.attempts, 2, 0, 10) as u32,
+        backoff: e.duration(&format!("{p}.backoff"), &r.backoff, "25ms"),
+        backoff_max: e.duration(&format!("{p}.backoff_max"), &r.backoff_max, "1s"),
+        on_connect_failure: false,
+        on_timeout: false,
+        on_status: Vec::new(),
+        budget_ratio: r.budget_ratio.unwrap_or(0.2),
+    };
+    if !(0.0..=1.0).contains(&out.budget_ratio) {
+        e.push(
+            format!("{p}.budget_ratio"),
+            format!("must be between 0.0 and 1.0, got {}", out.budget_ratio),
+        );
+    }
+    if out.backoff_max < out.backoff {
+        e.push(
+            format!("{p}.backoff_max"),
+            "must not be shorter than backoff",
+        );
+    }
+    let default_on = ["connect_failure", "timeout", "502", "503", "504"].map(String::from);
+    let on = r.on.as_deref().unwrap_or(&default_on);
+    for (i, cond) in on.iter().enumerate() {
+        match cond.as_str() {
+            "connect_failure" => out.on_connect_failure = true,
+            "timeout" => out.on_timeout = true,
+            s => match s.parse::<u16>() {
+                Ok(code) if (400..=599).contains(&code) => out.on_status.push(code),
+                _ => e.push(
+                    format!("{p}.on[{i}]"),
+                    format!("unknown retry condition {s:?} (expected connect_failure, timeout, or a 4xx/5xx status)"),
+                ),
+            },
+        }
+    }
+    out
+}
