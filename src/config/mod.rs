@@ -5,6 +5,7 @@
 //! way is reported with its key path (`pool.api.backends[1].addr: ...`), all
 //! of them, not only the first, so `sluice --check` can list them at once.
 
+pub mod defaults;
 mod raw;
 mod validate;
 

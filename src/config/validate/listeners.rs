@@ -1,10 +1,11 @@
 //! `[[listener]]` tables.
 
+use super::super::defaults;
 use super::super::raw::*;
 use super::super::*;
 use super::Errors;
-use std::collections::HashSet;
 use ipnet::IpNet;
+use std::collections::HashSet;
 
 pub(super) fn validate_listeners(
     e: &mut Errors,
@@ -89,20 +90,24 @@ pub(super) fn validate_listeners(
             header_read_timeout: e.duration(
                 &format!("{p}.header_read_timeout"),
                 &l.header_read_timeout,
-                "10s",
+                defaults::text("listener.header_read_timeout"),
             ),
-            idle_timeout: e.duration(&format!("{p}.idle_timeout"), &l.idle_timeout, "60s"),
+            idle_timeout: e.duration(
+                &format!("{p}.idle_timeout"),
+                &l.idle_timeout,
+                defaults::text("listener.idle_timeout"),
+            ),
             max_header_bytes: e.int(
                 &format!("{p}.max_header_bytes"),
                 l.max_header_bytes,
-                65536,
+                defaults::int("listener.max_header_bytes"),
                 1024,
                 1 << 20,
             ) as usize,
             max_connections: e.int(
                 &format!("{p}.max_connections"),
                 l.max_connections,
-                10000,
+                defaults::int("listener.max_connections"),
                 1,
                 10_000_000,
             ) as usize,

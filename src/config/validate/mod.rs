@@ -1,5 +1,6 @@
 //! Raw config -> validated `Config`, collecting every error with its key path.
 
+use super::defaults;
 use super::raw::*;
 use super::*;
 
@@ -71,14 +72,17 @@ impl Errors {
         }
     }
 
+    /// A rate-limit table; `section` names its defaults (`route.rate_limit`
+    /// or `pool.rate_limit`).
     fn rate_limit(
         &mut self,
         path: &str,
         raw: &Option<RawRateLimit>,
-        rps: f64,
-        burst: i64,
+        section: &str,
     ) -> Option<RateLimitConfig> {
         let raw = raw.as_ref()?;
+        let rps = defaults::float(&format!("{section}.requests_per_second"));
+        let burst = defaults::int(&format!("{section}.burst"));
         let requests_per_second = raw.requests_per_second.unwrap_or(rps);
         if !(requests_per_second.is_finite() && requests_per_second > 0.0) {
             self.push(
@@ -101,26 +105,42 @@ pub(super) fn validate(raw: RawConfig, opts: LoadOptions) -> Result<Config, Conf
         worker_threads: e.int(
             "runtime.worker_threads",
             raw.runtime.worker_threads,
-            0,
+            defaults::int("runtime.worker_threads"),
             0,
             1024,
         ) as usize,
-        shutdown_grace: e.duration("runtime.shutdown_grace", &raw.runtime.shutdown_grace, "30s"),
+        shutdown_grace: e.duration(
+            "runtime.shutdown_grace",
+            &raw.runtime.shutdown_grace,
+            defaults::text("runtime.shutdown_grace"),
+        ),
     };
 
     let admin = raw.admin.as_ref().and_then(|a| {
-        let bind = a.bind.clone().or_else(|| Some("127.0.0.1:9901".into()));
+        let bind = a
+            .bind
+            .clone()
+            .or_else(|| Some(defaults::text("admin.bind").into()));
         e.bind("admin.bind", &bind).map(|bind| AdminConfig { bind })
     });
 
-    let level = raw.log.level.clone().unwrap_or_else(|| "info".into());
+    let level = raw
+        .log
+        .level
+        .clone()
+        .unwrap_or_else(|| defaults::text("log.level").into());
     if !["error", "warn", "info", "debug", "trace"].contains(&level.as_str()) {
         e.push(
             "log.level",
             format!("unknown level {level:?} (expected error | warn | info | debug | trace)"),
         );
     }
-    let format = match raw.log.format.as_deref().unwrap_or("json") {
+    let format = match raw
+        .log
+        .format
+        .as_deref()
+        .unwrap_or(defaults::text("log.format"))
+    {
         "json" => LogFormat::Json,
         "text" => LogFormat::Text,
         other => {
@@ -134,7 +154,10 @@ pub(super) fn validate(raw: RawConfig, opts: LoadOptions) -> Result<Config, Conf
     let log = LogConfig {
         level,
         format,
-        access_log: raw.log.access_log.unwrap_or(true),
+        access_log: raw
+            .log
+            .access_log
+            .unwrap_or(defaults::boolean("log.access_log")),
     };
 
     let listeners = validate_listeners(&mut e, &raw.listener, admin.as_ref());
@@ -321,4 +344,3 @@ backends = [{ addr = "127.0.0.1:1", weight = 0 }, { addr = "127.0.0.1:1" }]
         );
     }
 }
-

@@ -1,6 +1,7 @@
 //! `[pool.NAME]` tables: backends, health checks, breakers, rate limits,
 //! retries, connection caps.
 
+use super::super::defaults;
 use super::super::raw::*;
 use super::super::*;
 use super::{Errors, MAX_WEIGHT};
@@ -16,7 +17,9 @@ pub(super) fn validate_pools(
     for (name, r) in raw {
         let p = format!("pool.{name}");
         let strategy = match r.strategy.as_deref() {
-            None => Strategy::RoundRobin,
+            None => {
+                Strategy::parse(defaults::text("pool.strategy")).unwrap_or(Strategy::RoundRobin)
+            }
             Some(s) => Strategy::parse(s).unwrap_or_else(|| {
                 e.push(
                     format!("{p}.strategy"),
@@ -25,7 +28,11 @@ pub(super) fn validate_pools(
                 Strategy::RoundRobin
             }),
         };
-        let hash_key = match r.hash_key.as_deref().unwrap_or("path") {
+        let hash_key = match r
+            .hash_key
+            .as_deref()
+            .unwrap_or(defaults::text("pool.hash_key"))
+        {
             "path" => HashKey::Path,
             "path_and_query" => HashKey::PathAndQuery,
             other => {
@@ -41,23 +48,35 @@ pub(super) fn validate_pools(
             name: name.clone(),
             strategy,
             backends,
-            connect_timeout: e.duration(&format!("{p}.connect_timeout"), &r.connect_timeout, "2s"),
-            request_timeout: e.duration(&format!("{p}.request_timeout"), &r.request_timeout, "30s"),
+            connect_timeout: e.duration(
+                &format!("{p}.connect_timeout"),
+                &r.connect_timeout,
+                defaults::text("pool.connect_timeout"),
+            ),
+            request_timeout: e.duration(
+                &format!("{p}.request_timeout"),
+                &r.request_timeout,
+                defaults::text("pool.request_timeout"),
+            ),
             max_in_flight: e.int(
                 &format!("{p}.max_in_flight"),
                 r.max_in_flight,
-                0,
+                defaults::int("pool.max_in_flight"),
                 0,
                 u32::MAX as i64,
             ) as u32,
             max_connections: e.int(
                 &format!("{p}.max_connections"),
                 r.max_connections,
-                1024,
+                defaults::int("pool.max_connections"),
                 1,
                 1_000_000,
             ) as usize,
-            queue_timeout: e.duration(&format!("{p}.queue_timeout"), &r.queue_timeout, "1s"),
+            queue_timeout: e.duration(
+                &format!("{p}.queue_timeout"),
+                &r.queue_timeout,
+                defaults::text("pool.queue_timeout"),
+            ),
             hash_key,
             health_check: r
                 .health_check
@@ -69,25 +88,25 @@ pub(super) fn validate_pools(
                     failure_threshold: e.int(
                         &format!("{q}.failure_threshold"),
                         c.failure_threshold,
-                        5,
+                        defaults::int("pool.circuit_breaker.failure_threshold"),
                         1,
                         1_000_000,
                     ) as u32,
                     open_duration: e.duration(
                         &format!("{q}.open_duration"),
                         &c.open_duration,
-                        "30s",
+                        defaults::text("pool.circuit_breaker.open_duration"),
                     ),
                     half_open_requests: e.int(
                         &format!("{q}.half_open_requests"),
                         c.half_open_requests,
-                        1,
+                        defaults::int("pool.circuit_breaker.half_open_requests"),
                         1,
                         1_000_000,
                     ) as u32,
                 }
             }),
-            rate_limit: e.rate_limit(&format!("{p}.rate_limit"), &r.rate_limit, 1000.0, 200),
+            rate_limit: e.rate_limit(&format!("{p}.rate_limit"), &r.rate_limit, "pool.rate_limit"),
             retry: r
                 .retry
                 .as_ref()
@@ -168,7 +187,10 @@ pub fn resolve(addr: &str, opts: LoadOptions) -> Result<SocketAddr, String> {
 }
 
 pub(super) fn validate_health(e: &mut Errors, p: &str, h: &RawHealthCheck) -> HealthCheckConfig {
-    let text = h.path.clone().unwrap_or_else(|| "/healthz".into());
+    let text = h
+        .path
+        .clone()
+        .unwrap_or_else(|| defaults::text("pool.health_check.path").into());
     // Parsed here into the request target it becomes: a path the check
     // could not send (a space, a control character, a fragment) is a
     // config error, not a silent probe of "/".
@@ -187,7 +209,10 @@ pub(super) fn validate_health(e: &mut Errors, p: &str, h: &RawHealthCheck) -> He
         );
         http::uri::PathAndQuery::from_static("/")
     });
-    let expect = h.expect_status.as_deref().unwrap_or("200-399");
+    let expect = h
+        .expect_status
+        .as_deref()
+        .unwrap_or(defaults::text("pool.health_check.expect_status"));
     let expect_status = parse_status_range(expect).unwrap_or_else(|| {
         e.push(
             format!("{p}.expect_status"),
@@ -195,8 +220,16 @@ pub(super) fn validate_health(e: &mut Errors, p: &str, h: &RawHealthCheck) -> He
         );
         200..=399
     });
-    let interval = e.duration(&format!("{p}.interval"), &h.interval, "5s");
-    let timeout = e.duration(&format!("{p}.timeout"), &h.timeout, "2s");
+    let interval = e.duration(
+        &format!("{p}.interval"),
+        &h.interval,
+        defaults::text("pool.health_check.interval"),
+    );
+    let timeout = e.duration(
+        &format!("{p}.timeout"),
+        &h.timeout,
+        defaults::text("pool.health_check.timeout"),
+    );
     HealthCheckConfig {
         path,
         interval,
@@ -204,14 +237,14 @@ pub(super) fn validate_health(e: &mut Errors, p: &str, h: &RawHealthCheck) -> He
         healthy_threshold: e.int(
             &format!("{p}.healthy_threshold"),
             h.healthy_threshold,
-            2,
+            defaults::int("pool.health_check.healthy_threshold"),
             1,
             1000,
         ) as u32,
         unhealthy_threshold: e.int(
             &format!("{p}.unhealthy_threshold"),
             h.unhealthy_threshold,
-            3,
+            defaults::int("pool.health_check.unhealthy_threshold"),
             1,
             1000,
         ) as u32,
@@ -235,13 +268,29 @@ fn parse_status_range(s: &str) -> Option<RangeInclusive<u16>> {
 
 pub(super) fn validate_retry(e: &mut Errors, p: &str, r: &RawRetry) -> RetryConfig {
     let mut out = RetryConfig {
-        attempts: e.int(&format!("{p}.attempts"), r.attempts, 2, 0, 10) as u32,
-        backoff: e.duration(&format!("{p}.backoff"), &r.backoff, "25ms"),
-        backoff_max: e.duration(&format!("{p}.backoff_max"), &r.backoff_max, "1s"),
+        attempts: e.int(
+            &format!("{p}.attempts"),
+            r.attempts,
+            defaults::int("pool.retry.attempts"),
+            0,
+            10,
+        ) as u32,
+        backoff: e.duration(
+            &format!("{p}.backoff"),
+            &r.backoff,
+            defaults::text("pool.retry.backoff"),
+        ),
+        backoff_max: e.duration(
+            &format!("{p}.backoff_max"),
+            &r.backoff_max,
+            defaults::text("pool.retry.backoff_max"),
+        ),
         on_connect_failure: false,
         on_timeout: false,
         on_status: Vec::new(),
-        budget_ratio: r.budget_ratio.unwrap_or(0.2),
+        budget_ratio: r
+            .budget_ratio
+            .unwrap_or(defaults::float("pool.retry.budget_ratio")),
     };
     if !(0.0..=1.0).contains(&out.budget_ratio) {
         e.push(
@@ -255,7 +304,7 @@ pub(super) fn validate_retry(e: &mut Errors, p: &str, r: &RawRetry) -> RetryConf
             "must not be shorter than backoff",
         );
     }
-    let default_on = ["connect_failure", "timeout", "502", "503", "504"].map(String::from);
+    let default_on = defaults::list("pool.retry.on");
     let on = r.on.as_deref().unwrap_or(&default_on);
     for (i, cond) in on.iter().enumerate() {
         match cond.as_str() {

@@ -1,5 +1,6 @@
 //! `[[route]]` tables.
 
+use super::super::defaults;
 use super::super::raw::*;
 use super::super::*;
 use super::Errors;
@@ -36,7 +37,11 @@ pub(super) fn validate_routes(
                 None
             }
         });
-        let path_prefix = match r.path_prefix.as_deref().unwrap_or("/") {
+        let path_prefix = match r
+            .path_prefix
+            .as_deref()
+            .unwrap_or(defaults::text("route.path_prefix"))
+        {
             s if !s.starts_with('/') => {
                 e.push(
                     format!("{p}.path_prefix"),
@@ -57,7 +62,11 @@ pub(super) fn validate_routes(
                 }
             }
         }
-        let rate_limit = e.rate_limit(&format!("{p}.rate_limit"), &r.rate_limit, 50.0, 100);
+        let rate_limit = e.rate_limit(
+            &format!("{p}.rate_limit"),
+            &r.rate_limit,
+            "route.rate_limit",
+        );
         out.push(RouteConfig {
             name: r.name.clone().unwrap_or_else(|| pool.clone()),
             host,
