@@ -1,16 +1,18 @@
 //! Active health checks: one task per checked backend, so a slow check of
 //! one backend never delays another's.
 //!
-//! `Checkers::reconcile` runs after every snapshot is published: it starts
-//! checkers for newly checked backends, retunes the running ones (a new
-//! interval or path takes effect at the next check, without resetting the
-//! backend's health), and stops the checkers of backends that left the
-//! config or whose pool no longer has a `health_check`.
+//! `Checkers::apply` runs a plan's checker changes after every snapshot is
+//! published (start and reload): it starts checkers for newly checked
+//! backends, retunes the running ones (a new interval or path takes effect
+//! at the next check, without resetting the backend's health), and stops
+//! the checkers of backends that left the config or whose pool no longer
+//! has a `health_check`.
 
 use crate::backend::Backend;
 use crate::config::HealthCheckConfig;
 use crate::http1::buf::Buf;
 use crate::http1::codec::{self, ResponseHead};
+use crate::plan::Delta;
 use crate::snapshot::Snapshot;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -41,56 +43,39 @@ pub struct Checkers {
 }
 
 impl Checkers {
-    pub fn reconcile(&mut self, snap: &Snapshot) {
-        let mut wanted: HashMap<(String, String), (Arc<Backend>, Target)> = HashMap::new();
-        for pool in snap.pools.values() {
-            let Some(hc) = &pool.config.health_check else {
-                continue;
-            };
-            for (i, m) in pool.members.iter().enumerate() {
-                let request = format!(
-                    "GET {} HTTP/1.1\r\nhost: {}\r\nuser-agent: sluice-health-check\r\nconnection: close\r\n\r\n",
-                    hc.path, m.backend.addr
-                )
-                .into_bytes();
-                let key = (pool.name.to_string(), m.backend.addr.to_string());
-                wanted.insert(
-                    key,
-                    (
-                        m.backend.clone(),
-                        Target {
-                            config: hc.clone(),
-                            addr: pool.addrs[i],
-                            request,
-                        },
-                    ),
-                );
-            }
-        }
-        self.running.retain(|key, r| {
-            let keep = wanted
-                .get(key)
-                .is_some_and(|(b, _)| Arc::ptr_eq(b, &r.backend));
-            if !keep {
+    /// Carries out a plan's checker changes (`delta`, keyed by (pool,
+    /// addr as written)) against the snapshot just published: stops the
+    /// removed (their backends forget their check results), retunes the kept
+    /// in place (a new interval or path takes effect at the next check,
+    /// without resetting the backend's health) and starts the new.
+    pub fn apply(&mut self, delta: &Delta<(String, String)>, snap: &Snapshot) {
+        for key in &delta.stop {
+            if let Some(r) = self.running.remove(key) {
                 r.task.abort();
                 r.backend.reset_health();
             }
-            keep
-        });
-        for (key, (backend, target)) in wanted {
-            match self.running.get(&key) {
-                Some(r) => {
+        }
+        for key in delta.start.iter().chain(&delta.keep) {
+            let Some((backend, target)) = target(snap, key) else {
+                continue;
+            };
+            match self.running.get(key) {
+                // Kept, and still the same backend: retune.
+                Some(r) if Arc::ptr_eq(&r.backend, &backend) => {
                     r.target.send_if_modified(|t| {
                         let changed = *t != target;
                         *t = target.clone();
                         changed
                     });
                 }
-                None => {
+                _ => {
+                    if let Some(old) = self.running.remove(key) {
+                        old.task.abort();
+                    }
                     let (tx, rx) = watch::channel(target);
                     let task = tokio::spawn(run(backend.clone(), rx));
                     self.running.insert(
-                        key,
+                        key.clone(),
                         Running {
                             target: tx,
                             task,
@@ -113,6 +98,30 @@ impl Drop for Checkers {
     fn drop(&mut self) {
         self.stop_all();
     }
+}
+
+/// The backend behind `key` in `snap`, and what its check sends.
+fn target(snap: &Snapshot, (pool, addr): &(String, String)) -> Option<(Arc<Backend>, Target)> {
+    let pool = snap.pools.get(pool)?;
+    let hc = pool.config.health_check.as_ref()?;
+    let i = pool
+        .members
+        .iter()
+        .position(|m| *m.backend.addr == **addr)?;
+    let backend = pool.members[i].backend.clone();
+    let request = format!(
+        "GET {} HTTP/1.1\r\nhost: {}\r\nuser-agent: sluice-health-check\r\nconnection: close\r\n\r\n",
+        hc.path, backend.addr
+    )
+    .into_bytes();
+    Some((
+        backend,
+        Target {
+            config: hc.clone(),
+            addr: pool.addrs[i],
+            request,
+        },
+    ))
 }
 
 async fn run(backend: Arc<Backend>, mut target: watch::Receiver<Target>) {

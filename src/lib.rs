@@ -17,6 +17,7 @@ pub mod http1;
 pub mod limit;
 pub mod logging;
 pub mod metrics;
+pub mod plan;
 pub mod pool;
 pub mod proxy;
 pub mod reload;
@@ -138,71 +139,39 @@ impl Sluice {
     /// Binds every listener of `config` (its certificates loaded in `tls`)
     /// and starts serving.
     pub async fn start_with(config: Config, tls: tls::Tls) -> Result<Sluice, StartError> {
+        // Before any snapshot: backends size their per-worker pools.
         let n = workers::count(config.runtime.worker_threads);
-        let mut bound = Vec::new();
-        for l in &config.listeners {
-            let sockets = BindError::bind_workers(&l.name, l.bind, n)?;
-            bound.push((l.name.clone(), l.bind, sockets));
-        }
-        // Before the snapshot: backends size their per-worker pools.
         let workers = workers::Workers::start(n).map_err(|source| BindError {
             listener: "workers".into(),
             addr: ([0, 0, 0, 0], 0).into(),
             source,
         })?;
-        let admin_socket = match &config.admin {
-            Some(a) => Some((a.bind, BindError::bind("admin", a.bind)?)),
-            None => None,
-        };
         let metrics = metrics::Metrics::default();
-        let snapshot = Snapshot::build(config, tls, None, &metrics);
-        let shared = Arc::new(Shared::new(snapshot, metrics));
-        shared.metrics.config_loaded();
-        let mut listeners = Vec::new();
-        for (name, bind, socket) in bound {
-            let l = Listener::spawn(&name, bind, socket, &workers, shared.clone()).map_err(
-                |source| BindError {
-                    listener: name.clone(),
-                    addr: bind,
-                    source,
-                },
-            )?;
-            tracing::info!(listener = %name, addr = %l.local_addr, "listening");
-            listeners.push(l);
-        }
-        // Admin last: /readyz answers 200 once every listener is bound.
-        let admin = match admin_socket {
-            Some((bind, socket)) => {
-                let a = admin::Admin::spawn(bind, socket, shared.clone()).map_err(|source| {
-                    BindError {
-                        listener: "admin".into(),
-                        addr: bind,
-                        source,
-                    }
-                })?;
-                tracing::info!(addr = %a.local_addr, "admin listening");
-                Some(a)
-            }
-            None => None,
-        };
+        let nothing = Snapshot::build(
+            Config {
+                admin: None,
+                listeners: Vec::new(),
+                routes: Vec::new(),
+                pools: Vec::new(),
+                warnings: Vec::new(),
+                ..config.clone()
+            },
+            tls::Tls::new(),
+            None,
+            &metrics,
+        );
         let sluice = Sluice {
-            shared,
+            shared: Arc::new(Shared::new(nothing, metrics)),
             workers,
-            listeners: tokio::sync::Mutex::new(listeners),
+            listeners: tokio::sync::Mutex::new(Vec::new()),
             checkers: Default::default(),
-            admin: tokio::sync::Mutex::new(admin),
+            admin: tokio::sync::Mutex::new(None),
         };
-        sluice.reconcile_checkers();
+        // Start is the plan from nothing: the same path as a reload.
+        let plan = plan::plan(&plan::Running::default(), &config);
+        sluice.apply(&plan, config, tls).await?;
+        sluice.shared.metrics.config_loaded();
         Ok(sluice)
-    }
-
-    /// Starts, retunes and stops health checkers to match the snapshot.
-    pub(crate) fn reconcile_checkers(&self) {
-        let snap = self.shared.snapshot();
-        self.checkers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .reconcile(&snap);
     }
 
     /// The address a listener is bound to (useful with port 0).
@@ -211,7 +180,7 @@ impl Sluice {
             .lock()
             .await
             .iter()
-            .find(|l| l.name == name)
+            .find(|l| &*l.name() == name)
             .map(|l| l.local_addr)
     }
 

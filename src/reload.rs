@@ -1,5 +1,7 @@
-//! Applying a new config to a running sluice: bind what is new, publish the
-//! new snapshot with one atomic store, then drain what was removed.
+//! Applying a config to a running sluice: `plan::plan` says what to bind,
+//! keep, retune and drain; `apply` binds what is new, publishes the new
+//! snapshot with one atomic store, starts and stops what the plan says, and
+//! drains what was removed. Start is the plan from nothing.
 //!
 //! Binding comes first so that a reload that cannot bind a new port fails
 //! whole and changes nothing. Listeners whose bind is unchanged keep their
@@ -7,6 +9,7 @@
 
 use crate::admin::Admin;
 use crate::config::{Config, ConfigErrors, LoadOptions};
+use crate::plan::{self, Plan, Running};
 use crate::server::Listener;
 use crate::snapshot::Snapshot;
 use crate::{BindError, Sluice};
@@ -85,7 +88,8 @@ impl Sluice {
     /// Swaps in `config` (its certificates loaded in `tls`). On error
     /// nothing has changed.
     pub async fn reload_with(&self, config: Config, tls: crate::tls::Tls) -> Result<(), BindError> {
-        let result = self.apply(config, tls).await;
+        let plan = plan::plan(&self.running().await, &config);
+        let result = self.apply(&plan, config, tls).await;
         match &result {
             Ok(()) => {
                 self.shared.metrics.reload_succeeded();
@@ -99,49 +103,68 @@ impl Sluice {
         result
     }
 
-    async fn apply(&self, config: Config, tls: crate::tls::Tls) -> Result<(), BindError> {
+    /// What runs now, as the plan sees it.
+    pub(crate) async fn running(&self) -> Running {
+        let snap = self.shared.snapshot();
+        Running {
+            listeners: self
+                .listeners
+                .lock()
+                .await
+                .iter()
+                .map(|l| (l.bind, l.name().to_string()))
+                .collect(),
+            admin: self.admin.lock().await.as_ref().map(|a| a.bind),
+            ..Running::of(&snap.config)
+        }
+    }
+
+    /// Carries out `plan` (made from what runs now and `config`). Binding
+    /// comes first, so a plan that cannot bind changes nothing.
+    pub(crate) async fn apply(
+        &self,
+        plan: &Plan,
+        config: Config,
+        tls: crate::tls::Tls,
+    ) -> Result<(), BindError> {
         let mut listeners = self.listeners.lock().await;
         let mut admin = self.admin.lock().await;
-        let new_admin_socket = match &config.admin {
-            Some(a) if admin.as_ref().is_none_or(|old| old.bind != a.bind) => {
-                Some((a.bind, BindError::bind("admin", a.bind)?))
-            }
+        // 1. Bind what is new.
+        let admin_socket = match plan.admin {
+            plan::Admin::Bind(bind) => Some((bind, BindError::bind("admin", bind)?)),
             _ => None,
         };
-        // 1. Bind the listeners that are new (by name and bind address).
         let mut fresh = Vec::new();
-        for l in &config.listeners {
-            let kept = listeners
-                .iter()
-                .any(|old| old.name == l.name && old.bind == l.bind);
-            if !kept {
-                let socket = BindError::bind_workers(&l.name, l.bind, self.workers.len())?;
-                fresh.push((l.name.clone(), l.bind, socket));
+        for (name, bind) in &plan.bind {
+            let sockets = BindError::bind_workers(name, *bind, self.workers.len())?;
+            fresh.push((name, *bind, sockets));
+        }
+        // 2. Publish: from here on new requests see the new config. The
+        // snapshot reuses what the plan keeps (by the plan's keys).
+        let previous = self.shared.snapshot();
+        let snap = Snapshot::build(config, tls, Some(&previous), &self.shared.metrics);
+        self.shared.publish(snap);
+        let snap = self.shared.snapshot();
+        // 3. Health checkers: start, retune, stop.
+        self.checkers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .apply(&plan.checkers, &snap);
+        // 4. Listeners: rename the kept ones, start the new, drain the removed.
+        for (bind, name) in &plan.keep {
+            if let Some(l) = listeners.iter().find(|l| l.bind == *bind) {
+                if *l.name() != **name {
+                    tracing::info!(from = %l.name(), to = %name, addr = %l.local_addr, "listener renamed");
+                    l.rename(name);
+                }
             }
         }
-        // 2. Publish: from here on new requests see the new config.
-        let previous = self.shared.snapshot();
-        let config_admin = config.admin.as_ref().map(|a| a.bind);
-        let keep: Vec<(String, std::net::SocketAddr)> = config
-            .listeners
-            .iter()
-            .map(|l| (l.name.clone(), l.bind))
-            .collect();
-        self.shared.publish(Snapshot::build(
-            config,
-            tls,
-            Some(&previous),
-            &self.shared.metrics,
-        ));
-        // Start checkers for new backends, retune kept ones, stop removed ones.
-        self.reconcile_checkers();
-        // 3. Start the new listeners, drain the removed ones.
-        let (kept, removed): (Vec<Listener>, Vec<Listener>) = std::mem::take(&mut *listeners)
+        let (removed, kept): (Vec<Listener>, Vec<Listener>) = std::mem::take(&mut *listeners)
             .into_iter()
-            .partition(|l| keep.iter().any(|(n, b)| *n == l.name && *b == l.bind));
+            .partition(|l| plan.drain.contains(&l.bind));
         *listeners = kept;
-        for (name, bind, socket) in fresh {
-            match Listener::spawn(&name, bind, socket, &self.workers, self.shared.clone()) {
+        for (name, bind, sockets) in fresh {
+            match Listener::spawn(name, bind, sockets, &self.workers, self.shared.clone()) {
                 Ok(l) => {
                     tracing::info!(listener = %name, addr = %l.local_addr, "listening");
                     listeners.push(l);
@@ -150,19 +173,16 @@ impl Sluice {
             }
         }
         for l in removed {
-            tracing::info!(listener = %l.name, "listener removed, draining");
+            tracing::info!(listener = %l.name(), "listener removed, draining");
             tokio::spawn(l.drain());
         }
-        let admin_kept = match (&config_admin, admin.as_ref()) {
-            (Some(bind), Some(old)) => old.bind == *bind,
-            _ => false,
-        };
-        if !admin_kept {
+        // 5. The admin listener.
+        if matches!(plan.admin, plan::Admin::Bind(_) | plan::Admin::Stop) {
             if let Some(old) = admin.take() {
                 tokio::spawn(old.stop());
             }
         }
-        if let Some((bind, socket)) = new_admin_socket {
+        if let Some((bind, socket)) = admin_socket {
             match Admin::spawn(bind, socket, self.shared.clone()) {
                 Ok(a) => {
                     tracing::info!(addr = %a.local_addr, "admin listening");
@@ -171,6 +191,14 @@ impl Sluice {
                 Err(e) => tracing::error!(error = %e, "cannot start the admin listener"),
             }
         }
+        tracing::debug!(
+            backends_added = plan.backends.start.len(),
+            backends_kept = plan.backends.keep.len(),
+            backends_removed = plan.backends.stop.len(),
+            checkers_started = plan.checkers.start.len(),
+            checkers_stopped = plan.checkers.stop.len(),
+            "plan applied"
+        );
         Ok(())
     }
 }

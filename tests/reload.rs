@@ -252,3 +252,44 @@ async fn checkers_follow_reloads_removed_stop_added_start() {
     reload(&s, &base(&[&a, &c], checks)).await;
     eventually(5, || c.checks() >= 3).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_renamed_in_place_keeps_its_socket_and_serves_under_its_new_name() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = Backend::start("A").await;
+    let s = start(&base(&[&a], "")).await;
+    let addr = addr(&s, "public").await;
+    // A keep-alive connection open across the rename.
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = within(10, conn.read(&mut buf)).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let renamed = base(&[&a], "").replace("name = \"public\"", "name = \"front\"");
+    let text = renamed.replacen(
+        "bind = \"127.0.0.1:0\"\n[[route]]",
+        &format!("bind = \"127.0.0.1:{}\"\n[[route]]", addr.port()),
+        1,
+    );
+    s.reload(Config::parse(&text).unwrap())
+        .await
+        .expect("reload");
+    // Same socket, new name: new connections count under it.
+    assert_eq!(s.listener_addr("front").await, Some(addr));
+    assert_eq!(s.listener_addr("public").await, None);
+    assert_eq!(get(&client(), addr, "x", "/").await.body, "A");
+    let admin = s.admin_addr().await.unwrap();
+    let metrics = get(&client(), admin, "x", "/metrics").await.body;
+    assert!(
+        metrics.contains("sluice_requests_total{code=\"200\",listener=\"front\",route=\"p\"} 1"),
+        "{metrics}"
+    );
+    // The connection open across the rename still works.
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let n = within(10, conn.read(&mut buf)).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+}

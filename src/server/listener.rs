@@ -16,7 +16,7 @@
 use crate::snapshot::Shared;
 use crate::workers::{Counter, Workers};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
@@ -65,7 +65,9 @@ pub fn bind_workers(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net:
 
 /// A running listener.
 pub struct Listener {
-    pub name: String,
+    /// The name it serves under; a reload may rename it in place (the
+    /// socket is kept by its bind address).
+    name: Arc<RwLock<Arc<str>>>,
     /// The address as configured (port 0 stays 0 here).
     pub bind: SocketAddr,
     /// The address actually bound.
@@ -91,7 +93,7 @@ impl Listener {
             None => return Err(std::io::ErrorKind::InvalidInput.into()),
         };
         let (stop, stopped) = watch::channel(false);
-        let name_arc: Arc<str> = name.into();
+        let name_arc: Arc<RwLock<Arc<str>>> = Arc::new(RwLock::new(name.into()));
         let max_connections = shared.snapshot().listener(name).config.max_connections;
         let limit = Arc::new(Semaphore::new(max_connections));
         let mut tasks = Vec::new();
@@ -113,7 +115,7 @@ impl Listener {
             )));
         }
         Ok(Listener {
-            name: name.to_string(),
+            name: name_arc,
             bind,
             local_addr,
             stop,
@@ -123,14 +125,30 @@ impl Listener {
         })
     }
 
+    /// The name it serves under now.
+    pub fn name(&self) -> Arc<str> {
+        self.name
+            .read()
+            .map_or_else(|p| p.into_inner().clone(), |n| n.clone())
+    }
+
+    /// Serves new connections under `name` (a renamed listener; connections
+    /// already open keep theirs).
+    pub fn rename(&self, name: &str) {
+        if let Ok(mut n) = self.name.write() {
+            *n = name.into();
+        }
+    }
+
     /// Stops accepting (the sockets close at once) and drains: idle
     /// connections close, requests in flight finish. Resolves when every
     /// connection is gone.
     pub async fn drain(self) {
         self.stop.send_replace(true);
+        let name = self.name();
         for t in self.tasks {
             if let Err(e) = t.await {
-                tracing::error!(listener = %self.name, error = %e, "listener task failed");
+                tracing::error!(listener = %name, error = %e, "listener task failed");
             }
         }
         // Every connection holds a permit until it ends: all permits back
@@ -143,7 +161,7 @@ impl Listener {
 
 async fn accept_loop(
     listener: TcpListener,
-    name: Arc<str>,
+    name: Arc<RwLock<Arc<str>>>,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
     limit: Arc<Semaphore>,
@@ -176,10 +194,13 @@ async fn accept_loop(
                         },
                     },
                 };
+                let name = name
+                    .read()
+                    .map_or_else(|p| p.into_inner().clone(), |n| n.clone());
                 tokio::spawn(super::serve(
                     stream,
                     peer,
-                    name.clone(),
+                    name,
                     shared.clone(),
                     stop.clone(),
                     permit,
@@ -189,7 +210,7 @@ async fn accept_loop(
             Err(e) => {
                 // EMFILE/ENFILE/ENOBUFS: wait for resources to free up,
                 // never exit and never spin.
-                tracing::warn!(listener = %name, error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed");
+                tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }
