@@ -36,36 +36,25 @@ impl Admin {
     ) -> std::io::Result<Admin> {
         let listener = TcpListener::from_std(socket)?;
         let local_addr = listener.local_addr()?;
-        let (stop, mut stopped) = watch::channel(false);
+        let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
             let graceful = GracefulShutdown::new();
-            loop {
-                let accepted = tokio::select! {
-                    biased;
-                    _ = stopped.changed() => break,
-                    a = listener.accept() => a,
-                };
-                match accepted {
-                    Ok((stream, _)) => {
-                        let shared = shared.clone();
-                        let svc = service_fn(move |req| handle(req, shared.clone()));
-                        let conn = auto::Builder::new(TokioExecutor::new())
-                            .serve_connection(TokioIo::new(stream), svc)
-                            .into_owned();
-                        let watched = graceful.watch(conn);
-                        tokio::spawn(async move {
-                            if let Err(e) = watched.await {
-                                tracing::debug!(error = %e, "admin connection ended with an error");
-                            }
-                        });
+            // The same accept loop as the listeners'.
+            crate::server::accept_loop(listener, "admin", stopped, |stream, _| {
+                let shared = shared.clone();
+                let svc = service_fn(move |req| handle(req, shared.clone()));
+                let conn = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .into_owned();
+                let watched = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = watched.await {
+                        tracing::debug!(error = %e, "admin connection ended with an error");
                     }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "admin accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-            }
-            drop(listener);
+                });
+                std::future::ready(true)
+            })
+            .await;
             // Browsers keep admin connections open; do not wait for them long.
             let _in_time = tokio::time::timeout(Duration::from_secs(1), graceful.shutdown()).await;
         });

@@ -18,7 +18,7 @@ use crate::workers::{Counter, Workers};
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
@@ -105,7 +105,7 @@ impl Listener {
                 let _in = worker.enter();
                 TcpListener::from_std(socket)?
             };
-            tasks.push(worker.spawn(accept_loop(
+            tasks.push(worker.spawn(serve_listener(
                 listener,
                 name_arc.clone(),
                 shared.clone(),
@@ -159,14 +159,21 @@ impl Listener {
     }
 }
 
-async fn accept_loop(
+/// Accepts on `listener` until `stop` turns true, handing each connection
+/// to `handle`, which may wait (for a place under a limit) and says whether
+/// to go on. The one accept loop of sluice: listeners and the admin
+/// listener both run it. Accept errors of one connection are skipped;
+/// running out of resources (EMFILE, ENFILE, ENOBUFS) backs off, doubling
+/// from 5 ms to 1 s, and never ends the loop.
+pub async fn accept_loop<H, F>(
     listener: TcpListener,
-    name: Arc<RwLock<Arc<str>>>,
-    shared: Arc<Shared>,
+    label: &str,
     mut stop: watch::Receiver<bool>,
-    limit: Arc<Semaphore>,
-    accepted_here: Counter,
-) {
+    mut handle: H,
+) where
+    H: FnMut(TcpStream, SocketAddr) -> F,
+    F: std::future::Future<Output = bool>,
+{
     let mut backoff = Duration::from_millis(5);
     loop {
         let accepted = tokio::select! {
@@ -177,45 +184,62 @@ async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(5);
-                accepted_here.add();
-                // Over max_connections, the connection waits here for a
-                // place (and the next ones in the kernel's backlog): with
-                // several workers, a loop that waited before accepting
-                // would hold back its own socket's queue while another
-                // worker's connection freed the place.
-                let permit = match limit.clone().try_acquire_owned() {
-                    Ok(p) => p,
-                    Err(_) => tokio::select! {
-                        biased;
-                        _ = stop.changed() => break,
-                        permit = limit.clone().acquire_owned() => match permit {
-                            Ok(p) => p,
-                            Err(_) => break,
-                        },
-                    },
-                };
-                let name = name
-                    .read()
-                    .map_or_else(|p| p.into_inner().clone(), |n| n.clone());
-                tokio::spawn(super::serve(
-                    stream,
-                    peer,
-                    name,
-                    shared.clone(),
-                    stop.clone(),
-                    permit,
-                ));
+                if !handle(stream, peer).await {
+                    break;
+                }
             }
             Err(e) if is_connection_error(&e) => {}
             Err(e) => {
-                // EMFILE/ENFILE/ENOBUFS: wait for resources to free up,
-                // never exit and never spin.
-                tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed");
+                tracing::warn!(listener = %label, error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }
         }
     }
+}
+
+/// A listener's loop: each connection waits for a place under
+/// `max_connections`, then gets its task.
+async fn serve_listener(
+    listener: TcpListener,
+    name: Arc<RwLock<Arc<str>>>,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+    limit: Arc<Semaphore>,
+    accepted_here: Counter,
+) {
+    let label = name.read().map_or_else(|p| p.into_inner().clone(), |n| n.clone());
+    let stop_each = stop.clone();
+    accept_loop(listener, &label, stop, |stream, peer| {
+        accepted_here.add();
+        let (name, shared, limit, mut stop) = (
+            name.read().map_or_else(|p| p.into_inner().clone(), |n| n.clone()),
+            shared.clone(),
+            limit.clone(),
+            stop_each.clone(),
+        );
+        async move {
+            // Over max_connections, the connection waits here for a place
+            // (and the next ones in the kernel's backlog): with several
+            // workers, a loop that waited before accepting would hold back
+            // its own socket's queue while another worker's connection
+            // freed the place.
+            let permit = match limit.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => tokio::select! {
+                    biased;
+                    _ = stop.changed() => return false,
+                    permit = limit.acquire_owned() => match permit {
+                        Ok(p) => p,
+                        Err(_) => return false,
+                    },
+                },
+            };
+            tokio::spawn(super::serve(stream, peer, name, shared, stop, permit));
+            true
+        }
+    })
+    .await;
 }
 
 /// Errors of one connection that died in the backlog; the listener is fine.

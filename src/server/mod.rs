@@ -14,7 +14,7 @@
 pub mod h2;
 mod listener;
 
-pub use listener::{bind, bind_workers, Listener};
+pub use listener::{accept_loop, bind, bind_workers, Listener};
 
 use crate::http1::conn::{self as h1, Ended, Limits};
 use crate::http1::io::Stream;
