@@ -208,12 +208,15 @@ async fn serve_listener(
     limit: Arc<Semaphore>,
     accepted_here: Counter,
 ) {
-    let label = name.read().map_or_else(|p| p.into_inner().clone(), |n| n.clone());
+    let label = name
+        .read()
+        .map_or_else(|p| p.into_inner().clone(), |n| n.clone());
     let stop_each = stop.clone();
     accept_loop(listener, &label, stop, |stream, peer| {
         accepted_here.add();
         let (name, shared, limit, mut stop) = (
-            name.read().map_or_else(|p| p.into_inner().clone(), |n| n.clone()),
+            name.read()
+                .map_or_else(|p| p.into_inner().clone(), |n| n.clone()),
             shared.clone(),
             limit.clone(),
             stop_each.clone(),
