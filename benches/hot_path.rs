@@ -63,19 +63,21 @@ fn picks(c: &mut Criterion) {
 }
 
 fn routes(c: &mut Criterion) {
-    let table: Vec<(Option<HostMatch>, String, usize)> = (0..1000)
+    let table: Vec<(Option<HostMatch>, String, usize, usize)> = (0..1000)
         .map(|i| match i % 3 {
             0 => (
                 Some(HostMatch::Exact(format!("svc{i}.example.com"))),
                 format!("/v{}", i % 7),
+                0,
                 i,
             ),
             1 => (
                 Some(HostMatch::Wildcard(format!(".team{i}.example.com"))),
                 "/".to_string(),
+                0,
                 i,
             ),
-            _ => (None, format!("/api/{i}"), i),
+            _ => (None, format!("/api/{i}"), 0, i),
         })
         .collect();
     let router = Router::new(table);
@@ -96,7 +98,9 @@ fn routes(c: &mut Criterion) {
 /// head and write the client's.
 fn headers(c: &mut Criterion) {
     use sluice::http1::codec::{parse_request, parse_response, RequestHead, ResponseHead};
-    use sluice::http1::write::{request_head, response_head, Connection, Forwarded, Framing};
+    use sluice::http1::write::{
+        request_head, response_head, Connection, Edits, Forwarded, Framing, Rewrite,
+    };
     let raw: &[(&str, &str)] = &[
         ("host", "www.example.com"),
         (
@@ -137,7 +141,13 @@ fn headers(c: &mut Criterion) {
     c.bench_function("headers/write backend request head (9 fields)", |b| {
         b.iter(|| {
             out.clear();
-            request_head(&mut out, head.as_bytes(), &parsed, &fwd, b"");
+            request_head(
+                &mut out,
+                head.as_bytes(),
+                &parsed,
+                &fwd,
+                &Rewrite::default(),
+            );
             black_box(out.len())
         })
     });
@@ -162,6 +172,7 @@ fn headers(c: &mut Criterion) {
                 b"0123456789abcdef0123456789abcdef",
                 Framing::Length(5120),
                 Connection::Default,
+                &Edits::default(),
             );
             black_box(out.len())
         })

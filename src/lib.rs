@@ -8,11 +8,14 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod auth;
 pub mod backend;
 pub mod balance;
 pub mod checker;
+pub mod compress;
 pub mod config;
 pub mod demo;
+pub mod files;
 pub mod http1;
 pub mod limit;
 pub mod logging;
@@ -36,17 +39,17 @@ use std::time::Duration;
 
 /// Reads, validates and loads a config file and what it names (its
 /// certificates): what `--check`, start and a reload do.
-pub fn load_config(path: &std::path::Path) -> Result<(Config, tls::Tls), config::ConfigErrors> {
+pub fn load_config(path: &std::path::Path) -> Result<(Config, files::Files), config::ConfigErrors> {
     let mut config = Config::load(path)?;
-    let tls = tls::load(&mut config, config::LoadOptions::default())?;
-    Ok((config, tls))
+    let files = files::load(&mut config, config::LoadOptions::default())?;
+    Ok((config, files))
 }
 
 /// `load_config` from config text.
-pub fn load_config_text(text: &str) -> Result<(Config, tls::Tls), config::ConfigErrors> {
+pub fn load_config_text(text: &str) -> Result<(Config, files::Files), config::ConfigErrors> {
     let mut config = Config::parse(text)?;
-    let tls = tls::load(&mut config, config::LoadOptions::default())?;
-    Ok((config, tls))
+    let files = files::load(&mut config, config::LoadOptions::default())?;
+    Ok((config, files))
 }
 
 /// A listener that could not be bound.
@@ -131,14 +134,14 @@ impl Sluice {
     /// Loads the certificates `config` names, binds every listener and
     /// starts serving.
     pub async fn start(mut config: Config) -> Result<Sluice, StartError> {
-        let tls =
-            tls::load(&mut config, config::LoadOptions::default()).map_err(StartError::Config)?;
-        Sluice::start_with(config, tls).await
+        let files =
+            files::load(&mut config, config::LoadOptions::default()).map_err(StartError::Config)?;
+        Sluice::start_with(config, files).await
     }
 
     /// Binds every listener of `config` (its certificates loaded in `tls`)
     /// and starts serving.
-    pub async fn start_with(config: Config, tls: tls::Tls) -> Result<Sluice, StartError> {
+    pub async fn start_with(config: Config, files: files::Files) -> Result<Sluice, StartError> {
         // Before any snapshot: backends size their per-worker pools.
         let n = workers::count(config.runtime.worker_threads);
         let workers = workers::Workers::start(n).map_err(|source| BindError {
@@ -156,7 +159,7 @@ impl Sluice {
                 warnings: Vec::new(),
                 ..config.clone()
             },
-            tls::Tls::new(),
+            files::Files::default(),
             None,
             &metrics,
         );
@@ -169,7 +172,7 @@ impl Sluice {
         };
         // Start is the plan from nothing: the same path as a reload.
         let plan = plan::plan(&plan::Running::default(), &config);
-        sluice.apply(&plan, config, tls).await?;
+        sluice.apply(&plan, config, files).await?;
         sluice.shared.metrics.config_loaded();
         Ok(sluice)
     }

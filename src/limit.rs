@@ -86,14 +86,16 @@ impl SharedBucket {
 pub const MAX_CLIENTS: usize = 65_536;
 const SHARDS: usize = 16;
 
-/// Per-client-IP buckets of one route: sharded maps with a hard cap.
+/// Per-client buckets of one route (a client is its IP, or the value of a
+/// header such as an API key, or the whole route: `rate_limit.key`), by a
+/// 64-bit keyed hash of what identifies it: sharded maps with a hard cap.
 ///
 /// When a shard is full, entries whose bucket has refilled (idle clients:
 /// the same as having no entry) are swept out; if too few have, arbitrary
 /// entries are evicted, which at worst hands those clients a fresh burst.
 /// Memory stays bounded either way.
 pub struct ClientLimiter {
-    shards: Vec<Mutex<HashMap<IpAddr, TokenBucket>>>,
+    shards: Vec<Mutex<HashMap<u64, TokenBucket>>>,
     per_shard: usize,
     hasher: std::collections::hash_map::RandomState,
 }
@@ -113,23 +115,34 @@ impl ClientLimiter {
         }
     }
 
-    pub fn check(&self, ip: IpAddr, now: Instant, rate: f64, burst: u32) -> Result<(), Duration> {
-        let shard = &self.shards[(self.hasher.hash_one(ip) as usize) % SHARDS];
+    /// The key of a client IP.
+    pub fn ip_key(&self, ip: IpAddr) -> u64 {
+        self.hasher.hash_one(ip)
+    }
+
+    /// The key of a header value (`None`: requests without the header,
+    /// which share one bucket).
+    pub fn value_key(&self, value: Option<&[u8]>) -> u64 {
+        self.hasher.hash_one(value)
+    }
+
+    pub fn check(&self, key: u64, now: Instant, rate: f64, burst: u32) -> Result<(), Duration> {
+        let shard = &self.shards[(key as usize) % SHARDS];
         let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
-        if !map.contains_key(&ip) && map.len() >= self.per_shard {
+        if !map.contains_key(&key) && map.len() >= self.per_shard {
             // Sweep idle entries; if the shard is still nearly full, evict
             // down to 7/8 at once so a flood of new addresses costs one
             // sweep per per_shard/8 inserts, not one per insert.
             map.retain(|_, b| !b.is_full(now, rate, burst));
             let target = self.per_shard - self.per_shard / 8 - 1;
             if map.len() > target {
-                let victims: Vec<IpAddr> = map.keys().take(map.len() - target).copied().collect();
+                let victims: Vec<u64> = map.keys().take(map.len() - target).copied().collect();
                 for v in victims {
                     map.remove(&v);
                 }
             }
         }
-        map.entry(ip)
+        map.entry(key)
             .or_insert_with(|| TokenBucket::full(burst, now))
             .try_take(now, rate, burst)
     }
@@ -234,15 +247,19 @@ mod tests {
         let l = ClientLimiter::with_capacity(1024);
         for i in 0..200_000u32 {
             let ip = IpAddr::from(i.to_be_bytes());
-            assert!(l.check(ip, Instant::now(), 1.0, 5).is_ok());
+            assert!(l.check(l.ip_key(ip), Instant::now(), 1.0, 5).is_ok());
         }
         assert!(l.len() <= 1024, "{}", l.len());
         // Limits still hold for a client in the table.
-        let me: IpAddr = "192.0.2.1".parse().unwrap();
+        let me = l.ip_key("192.0.2.1".parse().unwrap());
         for _ in 0..5 {
             assert!(l.check(me, Instant::now(), 1.0, 5).is_ok());
         }
         assert!(l.check(me, Instant::now(), 1.0, 5).is_err());
+        // Header keys: one bucket per value, one for requests without it.
+        let a = l.value_key(Some(b"key-a"));
+        assert_ne!(a, l.value_key(Some(b"key-b")));
+        assert_eq!(l.value_key(None), l.value_key(None));
     }
     #[test]
     fn budget_holds_retries_to_the_ratio_plus_the_floor() {

@@ -109,7 +109,7 @@ fn demo(listen: SocketAddr, admin: SocketAddr) -> ExitCode {
 }
 
 fn run(path: &Path) -> ExitCode {
-    let (config, tls) = match sluice::load_config(path) {
+    let (config, files) = match sluice::load_config(path) {
         Ok(c) => c,
         Err(errors) => {
             for e in &errors.0 {
@@ -131,7 +131,7 @@ fn run(path: &Path) -> ExitCode {
     };
     rt.block_on(async move {
         let grace = config.runtime.shutdown_grace;
-        let sluice = match Sluice::start_with(config, tls).await {
+        let sluice = match Sluice::start_with(config, files).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "cannot start");

@@ -33,6 +33,7 @@ pub struct Metrics {
     queue_length: IntGaugeVec,
     pub rate_limited: IntCounterVec,
     pub retries: IntCounterVec,
+    pub mirrored: IntCounterVec,
     pub connections_active: IntGaugeVec,
     pub reloads: IntCounterVec,
     pub last_reload_success: Gauge,
@@ -136,6 +137,12 @@ impl Default for Metrics {
                 &["scope", "name"],
             ),
             retries: counter(&r, "sluice_retries_total", "Retries sent", &["pool"]),
+            mirrored: counter(
+                &r,
+                "sluice_mirrored_requests_total",
+                "Copies of requests sent to a route's mirror pool",
+                &["route"],
+            ),
             connections_active: gauge(
                 &r,
                 "sluice_connections_active",

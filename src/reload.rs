@@ -49,11 +49,11 @@ impl Sluice {
                 }]))
             });
         match loaded {
-            Ok((config, tls)) => {
+            Ok((config, files)) => {
                 for w in &config.warnings {
                     tracing::warn!(file = %path.display(), warning = %w, "config warning");
                 }
-                self.reload_with(config, tls)
+                self.reload_with(config, files)
                     .await
                     .map_err(ReloadError::Bind)
             }
@@ -70,9 +70,9 @@ impl Sluice {
     /// Loads the certificates `config` names and swaps it in. On error
     /// nothing has changed.
     pub async fn reload(&self, mut config: Config) -> Result<(), ReloadError> {
-        match crate::tls::load(&mut config, LoadOptions::default()) {
-            Ok(tls) => self
-                .reload_with(config, tls)
+        match crate::files::load(&mut config, LoadOptions::default()) {
+            Ok(files) => self
+                .reload_with(config, files)
                 .await
                 .map_err(ReloadError::Bind),
             Err(errors) => {
@@ -85,11 +85,15 @@ impl Sluice {
         }
     }
 
-    /// Swaps in `config` (its certificates loaded in `tls`). On error
+    /// Swaps in `config` (its files loaded in `files`). On error
     /// nothing has changed.
-    pub async fn reload_with(&self, config: Config, tls: crate::tls::Tls) -> Result<(), BindError> {
+    pub async fn reload_with(
+        &self,
+        config: Config,
+        files: crate::files::Files,
+    ) -> Result<(), BindError> {
         let plan = plan::plan(&self.running().await, &config);
-        let result = self.apply(&plan, config, tls).await;
+        let result = self.apply(&plan, config, files).await;
         match &result {
             Ok(()) => {
                 self.shared.metrics.reload_succeeded();
@@ -125,7 +129,7 @@ impl Sluice {
         &self,
         plan: &Plan,
         config: Config,
-        tls: crate::tls::Tls,
+        files: crate::files::Files,
     ) -> Result<(), BindError> {
         let mut listeners = self.listeners.lock().await;
         let mut admin = self.admin.lock().await;
@@ -142,7 +146,7 @@ impl Sluice {
         // 2. Publish: from here on new requests see the new config. The
         // snapshot reuses what the plan keeps (by the plan's keys).
         let previous = self.shared.snapshot();
-        let snap = Snapshot::build(config, tls, Some(&previous), &self.shared.metrics);
+        let snap = Snapshot::build(config, files, Some(&previous), &self.shared.metrics);
         self.shared.publish(snap);
         let snap = self.shared.snapshot();
         // 3. Health checkers: start, retune, stop.

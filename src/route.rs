@@ -12,6 +12,9 @@ use std::collections::HashMap;
 
 struct Entry<T> {
     prefix: String,
+    /// Method, header and query conditions: among routes otherwise tied,
+    /// more conditions win.
+    conditions: usize,
     order: usize,
     value: T,
 }
@@ -30,22 +33,31 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
 }
 
 /// The best entry of one list: lists are kept sorted by (longest prefix,
-/// file order), so the first match is the best.
-fn first_match<'a, T>(list: &'a [Entry<T>], path: &str) -> Option<&'a Entry<T>> {
-    list.iter().find(|e| prefix_matches(&e.prefix, path))
+/// most conditions, file order), so the first match is the best.
+fn first_match<'a, T>(
+    list: &'a [Entry<T>],
+    path: &str,
+    matches: &dyn Fn(&T) -> bool,
+) -> Option<&'a Entry<T>> {
+    list.iter()
+        .find(|e| prefix_matches(&e.prefix, path) && matches(&e.value))
 }
 
 impl<T> Router<T> {
-    /// Builds a router from routes in file order.
-    pub fn new(routes: impl IntoIterator<Item = (Option<HostMatch>, String, T)>) -> Router<T> {
+    /// Builds a router from routes in file order: (host, path prefix,
+    /// number of other conditions, value).
+    pub fn new(
+        routes: impl IntoIterator<Item = (Option<HostMatch>, String, usize, T)>,
+    ) -> Router<T> {
         let mut r = Router {
             exact: HashMap::new(),
             wildcard: HashMap::new(),
             any: Vec::new(),
         };
-        for (order, (host, prefix, value)) in routes.into_iter().enumerate() {
+        for (order, (host, prefix, conditions, value)) in routes.into_iter().enumerate() {
             let e = Entry {
                 prefix,
+                conditions,
                 order,
                 value,
             };
@@ -60,6 +72,7 @@ impl<T> Router<T> {
                 b.prefix
                     .len()
                     .cmp(&a.prefix.len())
+                    .then(b.conditions.cmp(&a.conditions))
                     .then(a.order.cmp(&b.order))
             })
         };
@@ -71,11 +84,21 @@ impl<T> Router<T> {
 
     /// Finds the route for a request. `host` may carry a port and any case.
     pub fn find(&self, host: Option<&str>, path: &str) -> Option<&T> {
+        self.find_matching(host, path, &|_| true)
+    }
+
+    /// Finds the best route whose own conditions (`matches`) hold too.
+    pub fn find_matching(
+        &self,
+        host: Option<&str>,
+        path: &str,
+        matches: &dyn Fn(&T) -> bool,
+    ) -> Option<&T> {
         if let Some(host) = host.map(normalize_host) {
             if let Some(e) = self
                 .exact
                 .get(host.as_ref())
-                .and_then(|l| first_match(l, path))
+                .and_then(|l| first_match(l, path, matches))
             {
                 return Some(&e.value);
             }
@@ -87,13 +110,13 @@ impl<T> Router<T> {
                     if let Some(e) = self
                         .wildcard
                         .get(&host[i..])
-                        .and_then(|l| first_match(l, path))
+                        .and_then(|l| first_match(l, path, matches))
                     {
                         let better = match best {
                             None => true,
                             Some(b) => {
-                                (e.prefix.len(), std::cmp::Reverse(e.order))
-                                    > (b.prefix.len(), std::cmp::Reverse(b.order))
+                                (e.prefix.len(), e.conditions, std::cmp::Reverse(e.order))
+                                    > (b.prefix.len(), b.conditions, std::cmp::Reverse(b.order))
                             }
                         };
                         if better {
@@ -106,7 +129,7 @@ impl<T> Router<T> {
                 }
             }
         }
-        first_match(&self.any, path).map(|e| &e.value)
+        first_match(&self.any, path, matches).map(|e| &e.value)
     }
 }
 
@@ -145,13 +168,13 @@ mod tests {
 
     fn router() -> Router<&'static str> {
         Router::new(vec![
-            (None, "/".into(), "fallback"),
-            (None, "/v1".into(), "any-v1"),
-            (h("*.example.com"), "/".into(), "wild"),
-            (h("*.example.com"), "/v1".into(), "wild-v1"),
-            (h("api.example.com"), "/v1".into(), "api-v1"),
-            (h("api.example.com"), "/v1".into(), "api-v1-later"),
-            (h("api.example.com"), "/v1/admin".into(), "api-admin"),
+            (None, "/".into(), 0, "fallback"),
+            (None, "/v1".into(), 0, "any-v1"),
+            (h("*.example.com"), "/".into(), 0, "wild"),
+            (h("*.example.com"), "/v1".into(), 0, "wild-v1"),
+            (h("api.example.com"), "/v1".into(), 0, "api-v1"),
+            (h("api.example.com"), "/v1".into(), 0, "api-v1-later"),
+            (h("api.example.com"), "/v1/admin".into(), 0, "api-admin"),
         ])
     }
 
@@ -180,7 +203,7 @@ mod tests {
         let r = router();
         assert_eq!(r.find(Some("other.org"), "/v10"), Some(&"fallback"));
         assert_eq!(r.find(Some("other.org"), "/v1/"), Some(&"any-v1"));
-        let strict: Router<&str> = Router::new(vec![(None, "/v1".into(), "v1")]);
+        let strict: Router<&str> = Router::new(vec![(None, "/v1".into(), 0, "v1")]);
         assert_eq!(strict.find(None, "/v10"), None);
         assert_eq!(strict.find(None, "/"), None);
     }
@@ -191,5 +214,24 @@ mod tests {
         assert_eq!(r.find(Some("API.Example.COM:8443"), "/v1"), Some(&"api-v1"));
         assert_eq!(normalize_host("[::1]:80"), "[::1]");
         assert_eq!(normalize_host("Example.com."), "example.com");
+    }
+
+    #[test]
+    fn more_conditions_win_among_ties_and_conditions_must_hold() {
+        let r: Router<(&str, bool)> = Router::new(vec![
+            (None, "/api".into(), 0, ("plain", true)),
+            (None, "/api".into(), 2, ("canary", true)),
+            (None, "/api".into(), 1, ("post-only", false)),
+        ]);
+        let holds = |v: &(&str, bool)| v.1;
+        assert_eq!(
+            r.find_matching(None, "/api/x", &holds).map(|v| v.0),
+            Some("canary")
+        );
+        let never_canary = |v: &(&str, bool)| v.1 && v.0 != "canary";
+        assert_eq!(
+            r.find_matching(None, "/api/x", &never_canary).map(|v| v.0),
+            Some("plain")
+        );
     }
 }

@@ -10,7 +10,8 @@
 
 pub use crate::pool::{Pool, Refusal};
 
-use crate::config::{Config, ListenerConfig, RouteConfig};
+use crate::auth::Users;
+use crate::config::{Config, ListenerConfig, RedirectConfig, RouteConfig, RouteTarget};
 use crate::limit::ClientLimiter;
 use crate::metrics::Metrics;
 use crate::route::Router;
@@ -23,10 +24,50 @@ pub struct Route {
     pub name: Arc<str>,
     /// This route's `sluice_request_duration_seconds` series.
     pub duration: prometheus::Histogram,
-    pub pool: Arc<Pool>,
+    pub forward: Forward,
     pub config: RouteConfig,
-    /// Per-client buckets; carried over a reload by route name.
+    /// Rate-limit buckets; carried over a reload by route name.
     pub limiter: Option<Arc<ClientLimiter>>,
+    /// The users of `basic_auth` (read from its file at load and reload).
+    pub users: Option<Arc<Users>>,
+    /// The pool that gets a copy of requests (`mirror`).
+    pub mirror: Option<Arc<Pool>>,
+    /// This route's `sluice_mirrored_requests_total` series.
+    pub mirrored: prometheus::IntCounter,
+}
+
+/// Where a route sends its requests.
+pub enum Forward {
+    Pool(Arc<Pool>),
+    /// A weighted split, decided per request: the pools with their weights,
+    /// and the sum of the weights.
+    Split(Vec<(Arc<Pool>, u32)>, u32),
+    /// Nothing is forwarded: the client is sent elsewhere.
+    Redirect(RedirectConfig),
+}
+
+impl Forward {
+    /// The pool for one request: a split draws by weight (weight 0 takes
+    /// nothing); None for a redirect or a split whose weights are all 0.
+    pub fn pick(&self) -> Option<&Arc<Pool>> {
+        match self {
+            Forward::Pool(p) => Some(p),
+            Forward::Split(pools, total) => {
+                if *total == 0 {
+                    return None;
+                }
+                let mut n = fastrand::u32(0..*total);
+                for (p, w) in pools {
+                    if n < *w {
+                        return Some(p);
+                    }
+                    n -= w;
+                }
+                None
+            }
+            Forward::Redirect(_) => None,
+        }
+    }
 }
 
 /// What a listener's connections need from the snapshot.
@@ -53,7 +94,7 @@ pub struct Snapshot {
 impl Snapshot {
     pub fn build(
         config: Config,
-        tls: crate::tls::Tls,
+        files: crate::files::Files,
         previous: Option<&Snapshot>,
         metrics: &Metrics,
     ) -> Snapshot {
@@ -65,22 +106,38 @@ impl Snapshot {
                 (p.name.clone(), Arc::new(Pool::build(p, prev, metrics)))
             })
             .collect();
+        let crate::files::Files { tls, users } = files;
         let routes: Vec<Arc<Route>> = config
             .routes
             .iter()
-            .filter_map(|r| {
-                let limiter = r.rate_limit.map(|_| {
+            .enumerate()
+            .filter_map(|(i, r)| {
+                let limiter = r.rate_limit.as_ref().map(|_| {
                     previous
                         .and_then(|s| s.limiters.get(&r.name))
                         .cloned()
                         .unwrap_or_default()
                 });
+                let forward = match &r.target {
+                    RouteTarget::Pool(p) => Forward::Pool(pools.get(p)?.clone()),
+                    RouteTarget::Split(split) => Forward::Split(
+                        split
+                            .iter()
+                            .map(|(p, w)| Some((pools.get(p)?.clone(), *w)))
+                            .collect::<Option<_>>()?,
+                        split.iter().map(|(_, w)| w).sum(),
+                    ),
+                    RouteTarget::Redirect(r) => Forward::Redirect(r.clone()),
+                };
                 Some(Arc::new(Route {
                     name: r.name.as_str().into(),
                     duration: metrics.route_duration(&r.name),
-                    pool: pools.get(&r.pool)?.clone(),
+                    forward,
                     config: r.clone(),
                     limiter,
+                    users: users.get(i).cloned().flatten(),
+                    mirror: r.mirror.as_ref().and_then(|m| pools.get(&m.pool).cloned()),
+                    mirrored: metrics.mirrored.with_label_values(&[&r.name]),
                 }))
             })
             .collect();
@@ -97,6 +154,7 @@ impl Snapshot {
                         (
                             r.config.host.clone(),
                             r.config.path_prefix.clone(),
+                            r.config.conditions(),
                             r.clone(),
                         )
                     }),

@@ -22,8 +22,23 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("listener.trusted_proxies", "[]"),
     ("listener.certificates", "[]"),
     ("route.path_prefix", "\"/\""),
+    ("route.methods", "[]"),
+    ("route.headers", "{}"),
+    ("route.query", "{}"),
+    ("route.strip_prefix", "false"),
+    ("route.rewrite_prefix", "\"\""),
+    ("route.rewrite_host", "\"\""),
+    ("route.request_headers", "{}"),
+    ("route.response_headers", "{}"),
+    ("route.max_body_bytes", "0"),
+    ("route.timeout", "\"\""),
+    ("route.allow", "[]"),
+    ("route.deny", "[]"),
+    ("route.compress", "false"),
     ("route.rate_limit.requests_per_second", "50.0"),
     ("route.rate_limit.burst", "100"),
+    ("route.rate_limit.key", "\"client_ip\""),
+    ("route.rate_limit.scope", "\"local\""),
     ("pool.strategy", "\"round_robin\""),
     ("pool.connect_timeout", "\"2s\""),
     ("pool.request_timeout", "\"30s\""),
@@ -97,8 +112,10 @@ mod tests {
         for (key, v) in DEFAULTS {
             let ok = v.starts_with('"')
                 || v.starts_with('[')
+                || *v == "{}"
                 || v.parse::<f64>().is_ok()
-                || *v == "true";
+                || *v == "true"
+                || *v == "false";
             assert!(ok, "{key} = {v}");
         }
         assert_eq!(text("pool.queue_timeout"), "1s");

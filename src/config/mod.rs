@@ -7,7 +7,10 @@
 
 pub mod defaults;
 mod raw;
+mod route;
 mod validate;
+
+pub use route::*;
 
 use ipnet::IpNet;
 use std::fmt;
@@ -148,34 +151,6 @@ pub struct ListenerConfig {
 pub struct CertificateConfig {
     pub cert: PathBuf,
     pub key: PathBuf,
-}
-
-/// How a route matches the request's host.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HostMatch {
-    /// Lower-cased host name, no port.
-    Exact(String),
-    /// Lower-cased suffix including its leading dot: `*.example.com` is
-    /// stored as `.example.com` and matches any subdomain at any depth.
-    Wildcard(String),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct RouteConfig {
-    pub name: String,
-    pub host: Option<HostMatch>,
-    /// Starts with `/`; no trailing `/` unless it is exactly `/`.
-    pub path_prefix: String,
-    /// `None` means every listener.
-    pub listeners: Option<Vec<String>>,
-    pub pool: String,
-    pub rate_limit: Option<RateLimitConfig>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RateLimitConfig {
-    pub requests_per_second: f64,
-    pub burst: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -69,8 +69,65 @@ pub struct RawRoute {
     pub host: Option<String>,
     pub path_prefix: Option<String>,
     pub listeners: Option<Vec<String>>,
+    pub methods: Option<Vec<String>>,
+    pub headers: Option<BTreeMap<String, String>>,
+    pub query: Option<BTreeMap<String, String>>,
     pub pool: Option<String>,
+    pub pools: Option<Vec<RawSplit>>,
+    pub redirect: Option<RawRedirect>,
+    pub strip_prefix: Option<bool>,
+    pub rewrite_prefix: Option<String>,
+    pub rewrite_host: Option<String>,
+    pub request_headers: Option<RawHeaderRules>,
+    pub response_headers: Option<RawHeaderRules>,
+    pub max_body_bytes: Option<i64>,
+    pub timeout: Option<String>,
+    pub allow: Option<Vec<String>>,
+    pub deny: Option<Vec<String>>,
+    pub basic_auth: Option<RawBasicAuth>,
+    pub compress: Option<bool>,
+    pub mirror: Option<RawMirror>,
     pub rate_limit: Option<RawRateLimit>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawSplit {
+    pub pool: Option<String>,
+    pub weight: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawRedirect {
+    pub scheme: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<i64>,
+    pub path: Option<String>,
+    pub prefix: Option<String>,
+    pub code: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawHeaderRules {
+    pub set: Option<BTreeMap<String, String>>,
+    pub add: Option<BTreeMap<String, String>>,
+    pub remove: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawBasicAuth {
+    pub realm: Option<String>,
+    pub users_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawMirror {
+    pub pool: Option<String>,
+    pub percent: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -78,6 +135,8 @@ pub struct RawRoute {
 pub struct RawRateLimit {
     pub requests_per_second: Option<f64>,
     pub burst: Option<i64>,
+    pub key: Option<String>,
+    pub scope: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -31,6 +31,8 @@ const QUEUE_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1)
 /// What the tries need besides the policy.
 pub struct Request<'a, S, P: ?Sized> {
     pub pool: &'a Pool,
+    /// How long each try waits for the response head.
+    pub timeout: std::time::Duration,
     /// The request head for the backend.
     pub head: &'a [u8],
     pub body: &'a mut S,
@@ -121,7 +123,7 @@ where
                 resp: &mut *r.resp,
                 head_request: r.head_request,
                 upgrade: r.upgrade,
-                deadline: Instant::now() + r.pool.config.request_timeout,
+                deadline: Instant::now() + r.timeout,
                 timer: &mut *r.timer,
             },
         )

@@ -40,6 +40,12 @@ pub trait Source<P: ?Sized> {
     fn rewind(&mut self) -> bool;
 }
 
+/// The answer to a body over the route's max_body_bytes.
+pub const TOO_LARGE: Reject = Reject {
+    status: 413,
+    reason: "the request body is too large",
+};
+
 /// No body at all.
 pub struct Empty;
 
@@ -77,6 +83,9 @@ pub struct ClientBody<'a> {
     idle: Duration,
     stall_since: Option<Instant>,
     limit: usize,
+    /// The route's max_body_bytes (0: none); a declared length over it
+    /// was refused before, so only a chunked body is counted.
+    max_body: u64,
 }
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -112,7 +121,14 @@ impl<'a> ClientBody<'a> {
             // Room for the head, a trailer section and a 64 KiB window of
             // body: uploads move in reads of up to that.
             limit: max_trailer + 64 * 1024,
+            max_body: 0,
         }
+    }
+
+    /// Refuses (413) a chunked body whose data passes `max` bytes; the
+    /// backend then never sees its end.
+    pub fn limit_body(&mut self, max: u64) {
+        self.max_body = max;
     }
 
     /// Whether every byte of the body has been read from the client.
@@ -124,6 +140,12 @@ impl<'a> ClientBody<'a> {
     /// consumes them so the buffer holds what follows the request.
     pub fn taken(&self) -> usize {
         self.ident
+    }
+
+    /// The body bytes read so far, as they came (framing included): the
+    /// whole body once `fill` returned true.
+    pub fn kept(&self) -> &[u8] {
+        &self.buf.unread()[..self.ident]
     }
 
     /// Reads the whole body into the buffer without sending anything (to
@@ -178,6 +200,9 @@ impl<'a> ClientBody<'a> {
             }
             Left::Chunked(c) => {
                 let (k, done) = c.advance(avail).map_err(SourceError::Refused)?;
+                if self.max_body > 0 && c.data_len() > self.max_body {
+                    return Err(SourceError::Refused(TOO_LARGE));
+                }
                 if done {
                     self.left = Left::Done;
                 }

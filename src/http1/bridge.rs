@@ -3,10 +3,10 @@
 //! body `Source` (a body of unknown length is sent chunked); its answer
 //! goes back through `bridge_body`.
 
-use super::body::{Source, SourceError};
+use super::body::{Source, SourceError, TOO_LARGE};
 use super::chunked;
 use super::codec::{valid_host, BodyKind, Kind};
-use super::write::{number, Forwarded};
+use super::write::{number, Forwarded, Rewrite};
 use bytes::Bytes;
 use http::request::Parts;
 use http_body::Body;
@@ -54,20 +54,26 @@ pub fn request_head(
     host: Option<&str>,
     framing: BodyKind,
     fwd: &Forwarded<'_>,
+    rw: &Rewrite<'_>,
 ) {
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(
-        parts
-            .uri
-            .path_and_query()
-            .map_or("/", |pq| pq.as_str())
-            .as_bytes(),
+        rw.path.unwrap_or(
+            parts
+                .uri
+                .path_and_query()
+                .map_or("/", |pq| pq.as_str())
+                .as_bytes(),
+        ),
     );
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut te_trailers = false;
     for (name, value) in parts.headers.iter() {
         match Kind::of(name.as_str().as_bytes()) {
+            Kind::Other
+                if (rw.drop_authorization && name == http::header::AUTHORIZATION)
+                    || rw.rules.is_some_and(|r| r.drops(name.as_str().as_bytes())) => {}
             Kind::Other => {
                 out.extend_from_slice(name.as_str().as_bytes());
                 out.extend_from_slice(b": ");
@@ -81,9 +87,9 @@ pub fn request_head(
             _ => {}
         }
     }
-    if let Some(h) = host {
+    if let Some(h) = rw.host.or(host.map(str::as_bytes)) {
         out.extend_from_slice(b"host: ");
-        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(h);
         out.extend_from_slice(b"\r\n");
     }
     match framing {
@@ -121,7 +127,16 @@ pub fn request_head(
     }
     out.extend_from_slice(b"x-request-id: ");
     out.extend_from_slice(fwd.request_id);
-    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(b"\r\n");
+    if let Some(rules) = rw.rules {
+        for (n, v) in rules.set.iter().chain(&rules.add) {
+            out.extend_from_slice(n.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(v.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// An HTTP/2 request body as an upload source: kept whole (replayable), or
@@ -137,17 +152,21 @@ pub enum H2Source {
         out: Vec<u8>,
         pos: usize,
         ended: bool,
+        /// Data bytes the body may still have (the route's max_body_bytes).
+        allowed: u64,
     },
 }
 
 impl H2Source {
-    pub fn stream(body: Incoming, framing: BodyKind) -> H2Source {
+    /// `max_body`: the data bytes the body may have (0: any).
+    pub fn stream(body: Incoming, framing: BodyKind, max_body: u64) -> H2Source {
         H2Source::Stream {
             body,
             chunked: framing == BodyKind::Chunked,
             out: Vec::new(),
             pos: 0,
             ended: framing == BodyKind::None,
+            allowed: if max_body == 0 { u64::MAX } else { max_body },
         }
     }
 
@@ -157,6 +176,7 @@ impl H2Source {
         body: Incoming,
         framing: BodyKind,
         max: usize,
+        max_body: u64,
     ) -> Result<H2Source, SourceError> {
         use http_body_util::BodyExt;
         if framing == BodyKind::None {
@@ -166,8 +186,9 @@ impl H2Source {
             });
         }
         if matches!(framing, BodyKind::Length(n) if n > max as u64) {
-            return Ok(H2Source::stream(body, framing));
+            return Ok(H2Source::stream(body, framing, max_body));
         }
+        let mut allowed = if max_body == 0 { u64::MAX } else { max_body };
         let mut body = body;
         let mut kept = Vec::new();
         let chunked = framing == BodyKind::Chunked;
@@ -176,6 +197,9 @@ impl H2Source {
                 None => break,
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
+                        allowed = allowed
+                            .checked_sub(data.len() as u64)
+                            .ok_or(SourceError::Refused(TOO_LARGE))?;
                         if chunked && !data.is_empty() {
                             chunked::size_line(&mut kept, data.len());
                             kept.extend_from_slice(&data);
@@ -191,6 +215,7 @@ impl H2Source {
                             out: kept,
                             pos: 0,
                             ended: false,
+                            allowed,
                         });
                     }
                 }
@@ -217,6 +242,7 @@ impl Source<()> for H2Source {
                 out,
                 pos,
                 ended,
+                allowed,
             } => loop {
                 if *pos < out.len() {
                     return Poll::Ready(Ok(&out[*pos..]));
@@ -230,14 +256,21 @@ impl Source<()> for H2Source {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Some(Err(_))) => return Poll::Ready(Err(SourceError::Gone)),
                     Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                        Ok(data) if data.len() as u64 > *allowed => {
+                            return Poll::Ready(Err(SourceError::Refused(TOO_LARGE)))
+                        }
                         Ok(data) if *chunked => {
+                            *allowed -= data.len() as u64;
                             if !data.is_empty() {
                                 chunked::size_line(out, data.len());
                                 out.extend_from_slice(&data);
                                 out.extend_from_slice(b"\r\n");
                             }
                         }
-                        Ok(data) => out.extend_from_slice(&data),
+                        Ok(data) => {
+                            *allowed -= data.len() as u64;
+                            out.extend_from_slice(&data)
+                        }
                         Err(frame) => {
                             if let (Ok(trailers), true) = (frame.into_trailers(), *chunked) {
                                 out.extend_from_slice(b"0\r\n");

@@ -67,6 +67,8 @@ pub struct Chunked {
     line: usize,
     trailer_bytes: usize,
     max_trailer: usize,
+    /// Data bytes so far (the body's decoded length).
+    data: u64,
 }
 
 fn is_tchar(b: u8) -> bool {
@@ -89,7 +91,13 @@ impl Chunked {
             line: 0,
             trailer_bytes: 0,
             max_trailer,
+            data: 0,
         }
+    }
+
+    /// The data bytes stepped over so far.
+    pub fn data_len(&self) -> u64 {
+        self.data
     }
 
     pub fn is_done(&self) -> bool {
@@ -116,6 +124,7 @@ impl Chunked {
         if self.state == State::Data {
             let take = (bytes.len() as u64).min(self.left) as usize;
             self.left -= take as u64;
+            self.data += take as u64;
             if self.left == 0 {
                 self.state = State::DataCr;
             }

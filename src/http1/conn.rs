@@ -321,11 +321,15 @@ impl<S: Stream> Conn<S> {
         // The client's own Connection: close (or HTTP/1.0) holds for
         // sluice's answers as for a backend's.
         let close = e.closes() || !body_read || draining || !self.head.keep_alive;
-        let extra: &[u8] = if e.status() == 405 {
-            b"allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH\r\n"
-        } else {
-            b""
-        };
+        let mut extra = Vec::new();
+        if e.status() == 405 {
+            extra.extend_from_slice(
+                b"allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH\r\n",
+            );
+        }
+        if let Some((name, value)) = e.field() {
+            extra.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+        }
         self.out.clear();
         super::write::answer(
             &mut self.out,
@@ -335,7 +339,7 @@ impl<S: Stream> Conn<S> {
                 request_id: id.as_bytes(),
                 close,
                 retry_after: e.retry_after(),
-                extra,
+                extra: &extra,
                 head_only,
             },
         );

@@ -62,6 +62,9 @@ pub struct Relay<'a, C, B, S> {
     pub upload: &'a mut Upload,
     pub request_head: &'a [u8],
     pub body: &'a mut S,
+    /// Compress the body (`route.compress`): it goes to the client chunked,
+    /// whatever its framing from the backend.
+    pub encoder: Option<crate::compress::Encoder>,
 }
 
 /// One write to the client: a chunk-size line, data (the first bytes of the
@@ -74,6 +77,8 @@ struct Staged {
     tail: &'static [u8],
     /// The body ends with this write.
     last: bool,
+    /// The data is the encoder's output, not the buffer's.
+    encoded: bool,
 }
 
 /// Relays the response body to the client, sending the rest of the
@@ -96,7 +101,9 @@ where
         upload,
         request_head,
         body,
+        mut encoder,
     } = r;
+    let mut zout = Vec::new();
     let mut left = kind;
     let mut chunked = Chunked::new(1 << 20);
     let mut staged: Option<Staged> = None;
@@ -115,12 +122,12 @@ where
         if let Some(st) = &staged {
             // Head first (once), then the staged write.
             let h = &head[head.len() - head_left..];
-            let parts: [&[u8]; 4] = [
-                h,
-                &st.line[..st.line_len],
-                &bbuf.unread()[..st.data],
-                st.tail,
-            ];
+            let data = if st.encoded {
+                &zout[..]
+            } else {
+                &bbuf.unread()[..st.data]
+            };
+            let parts: [&[u8]; 4] = [h, &st.line[..st.line_len], data, st.tail];
             let total: usize = parts.iter().map(|p| p.len()).sum();
             let mut slices = [IoSlice::new(&[]); 4];
             let (mut n, mut skip) = (0, written);
@@ -159,7 +166,11 @@ where
             if written >= total {
                 let done = st.last;
                 let data = st.data;
-                bbuf.consume(data);
+                if st.encoded {
+                    zout.clear();
+                } else {
+                    bbuf.consume(data);
+                }
                 sent += data as u64;
                 head_left = 0;
                 written = 0;
@@ -170,7 +181,11 @@ where
                 progress = true;
             }
         } else {
-            match stage(&mut left, &mut chunked, reframe, bbuf, eof) {
+            let staged_now = match encoder.as_mut() {
+                Some(e) => stage_encoded(&mut left, &mut chunked, bbuf, eof, e, &mut zout),
+                None => stage(&mut left, &mut chunked, reframe, bbuf, eof),
+            };
+            match staged_now {
                 Err(why) => return Poll::Ready(Err(RelayError::Backend(why))),
                 Ok(Some(st)) => {
                     staged = Some(st);
@@ -206,6 +221,124 @@ where
     .await;
     timer.disarm();
     result
+}
+
+/// Whether a response of a `compress` route varies by Accept-Encoding, and
+/// the encoder for its body when the client takes a coding (`coding`) and
+/// can get it (not HEAD, not HTTP/1.0: the body goes chunked).
+pub fn compression(
+    resp: &super::codec::ResponseHead,
+    buf: &[u8],
+    coding: Option<crate::compress::Coding>,
+    plain_only: bool,
+) -> (
+    bool,
+    Option<(crate::compress::Coding, crate::compress::Encoder)>,
+) {
+    let value = |name: &[u8]| {
+        resp.fields
+            .iter()
+            .find(|f| f.name.get(buf).eq_ignore_ascii_case(name))
+            .map(|f| f.value.get(buf))
+    };
+    let length = match resp.body {
+        BodyKind::Length(n) => Some(n),
+        BodyKind::None => Some(0),
+        _ => None,
+    };
+    let eligible = resp.body != BodyKind::None
+        && crate::compress::eligible(
+            resp.status,
+            value(b"content-type"),
+            value(b"content-encoding").is_some(),
+            length,
+            value(b"cache-control").is_some_and(crate::compress::no_transform),
+        );
+    let encoder = match (eligible && !plain_only, coding) {
+        (true, Some(c)) => crate::compress::Encoder::new(c).ok().map(|e| (c, e)),
+        _ => None,
+    };
+    (eligible, encoder)
+}
+
+/// The next write of a compressed body: the buffered body bytes (decoded
+/// from their framing) go through the encoder, and its flushed output is
+/// staged as one chunk (with the last chunk once the body ended).
+fn stage_encoded(
+    left: &mut BodyKind,
+    chunked: &mut Chunked,
+    bbuf: &mut Buf,
+    eof: bool,
+    encoder: &mut crate::compress::Encoder,
+    zout: &mut Vec<u8>,
+) -> Result<Option<Staged>, &'static str> {
+    const FAILED: &str = "compression failed";
+    let avail = bbuf.unread();
+    let mut finished = false;
+    let mut fed = false;
+    let taken = match left {
+        BodyKind::None => {
+            finished = true;
+            0
+        }
+        BodyKind::Length(n) => {
+            let k = (avail.len() as u64).min(*n) as usize;
+            *n -= k as u64;
+            finished = *n == 0;
+            k
+        }
+        BodyKind::Close => {
+            finished = eof;
+            avail.len()
+        }
+        BodyKind::Chunked => {
+            let mut at = 0;
+            while at < avail.len() {
+                let s = chunked.step(&avail[at..]).map_err(|r| r.reason)?;
+                if s.piece == Piece::Data && s.len > 0 {
+                    encoder.feed(&avail[at..at + s.len]).map_err(|_| FAILED)?;
+                    fed = true;
+                }
+                at += s.len;
+                if s.done {
+                    finished = true;
+                    break;
+                }
+                if s.len == 0 {
+                    break;
+                }
+            }
+            at
+        }
+    };
+    if !matches!(left, BodyKind::Chunked) && taken > 0 {
+        encoder.feed(&avail[..taken]).map_err(|_| FAILED)?;
+        fed = true;
+    }
+    bbuf.consume(taken);
+    if finished {
+        encoder.finish(zout).map_err(|_| FAILED)?;
+    } else if fed {
+        encoder.flush(zout).map_err(|_| FAILED)?;
+    }
+    if zout.is_empty() && !finished {
+        return Ok(None);
+    }
+    let mut st = Staged {
+        data: zout.len(),
+        encoded: true,
+        last: finished,
+        tail: match (finished, zout.is_empty()) {
+            (true, true) => b"0\r\n\r\n",
+            (true, false) => b"\r\n0\r\n\r\n",
+            (false, _) => b"\r\n",
+        },
+        ..Default::default()
+    };
+    if !zout.is_empty() {
+        st.line_len = chunked::size_line_into(&mut st.line, zout.len());
+    }
+    Ok(Some(st))
 }
 
 /// The next write of the body from what is buffered: None when more bytes

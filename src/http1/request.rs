@@ -22,6 +22,27 @@ use crate::proxy::request_id::RequestId;
 use crate::proxy::retry::{Attempts, MAX_KEPT_BODY};
 use tokio::time::Instant;
 
+/// An HTTP/1 request head as routing and policy see it.
+struct View<'a> {
+    head: &'a super::codec::RequestHead,
+    buf: &'a [u8],
+}
+
+impl crate::proxy::Head for View<'_> {
+    fn method(&self) -> &[u8] {
+        self.head.method_span.get(self.buf)
+    }
+    fn has(&self, name: &str, value: &str) -> bool {
+        self.head.fields.iter().any(|f| {
+            f.name.get(self.buf).eq_ignore_ascii_case(name.as_bytes())
+                && f.value.get(self.buf) == value.as_bytes()
+        })
+    }
+    fn first(&self, name: &str) -> Option<&[u8]> {
+        self.head.value(self.buf, name.as_bytes())
+    }
+}
+
 fn text(b: &[u8]) -> &str {
     // The codec lets only visible ASCII into targets and hosts.
     std::str::from_utf8(b).unwrap_or("")
@@ -58,18 +79,30 @@ pub(super) async fn serve<S: Stream>(conn: &mut Conn<S>) -> After {
         }));
     }
     let head_only = head.method == Method::Head;
+    let view = View { head, buf };
+    let ask = crate::proxy::Ask {
+        host,
+        path_and_query: path,
+        head: &view,
+        content_length: match head.body {
+            BodyKind::Length(n) => Some(n),
+            _ => None,
+        },
+    };
     let target = match crate::proxy::target(
         &snap,
         &conn.client,
-        host,
-        path,
+        &ask,
         head.values(buf, Kind::XForwardedFor),
         &mut done,
-    ) {
+    )
+    .await
+    {
         Ok(t) => t,
         Err(e) => return finish_with(conn, &e, &id, &mut done, head_only).await,
     };
-    let pool = &target.route.pool;
+    let pool = &target.pool;
+    let route = &target.route.config;
     conn.out.clear();
     write::request_head(
         &mut conn.out,
@@ -80,12 +113,23 @@ pub(super) async fn serve<S: Stream>(conn: &mut Conn<S>) -> After {
             https: conn.client.tls,
             request_id: id.as_bytes(),
         },
-        b"",
+        &write::Rewrite {
+            path: target.path.as_deref().map(str::as_bytes),
+            host: route.rewrite_host.as_deref().map(str::as_bytes),
+            rules: (!route.request_headers.is_empty()).then_some(&route.request_headers),
+            drop_authorization: route.basic_auth.is_some(),
+        },
     );
     let replayable = Attempts::may_replay(pool)
         && (head.method.idempotent() || head.value(buf, b"idempotency-key").is_some());
     let (kind, expect, upgrade) = (head.body, head.expect_continue, head.upgrade.is_some());
     let (http10, keep_alive) = (head.version == Version::Http10, head.keep_alive);
+    let accept_encoding = match route.compress {
+        true => head
+            .value(buf, b"accept-encoding")
+            .and_then(crate::compress::negotiate),
+        false => None,
+    };
 
     let mut body = ClientBody::new(
         &mut conn.rbuf,
@@ -95,11 +139,14 @@ pub(super) async fn serve<S: Stream>(conn: &mut Conn<S>) -> After {
         conn.limits.idle_timeout,
         conn.limits.max_header_bytes,
     );
+    body.limit_body(route.max_body_bytes);
     if let Err(e) = body.check_buffered() {
         return client_failed(conn, e, &id, &mut done).await;
     }
-    // A body that may be replayed is read whole first (up to 64 KiB).
-    let replayable = replayable
+    // A body that may be replayed or mirrored is read whole first (up to
+    // 64 KiB).
+    let mirroring = !upgrade && crate::proxy::mirror::wanted(&target.route);
+    let whole = (replayable || mirroring)
         && match kind {
             BodyKind::None => true,
             _ => match body.fill(&mut conn.io, MAX_KEPT_BODY).await {
@@ -109,10 +156,15 @@ pub(super) async fn serve<S: Stream>(conn: &mut Conn<S>) -> After {
                 }
             },
         };
+    let replayable = replayable && whole;
+    if mirroring && whole {
+        crate::proxy::mirror::send(&target.route, &conn.out, body.kept());
+    }
     let mut attempts = Attempts::new(pool, target.key, replayable);
     let tried = attempt::run(
         attempt::Request {
             pool,
+            timeout: target.timeout,
             head: &conn.out,
             body: &mut body,
             peer: &mut conn.io,
@@ -159,6 +211,7 @@ pub(super) async fn serve<S: Stream>(conn: &mut Conn<S>) -> After {
             id.as_bytes(),
             Framing::Announced(None),
             Connection::Upgrade,
+            &write::Edits::default(),
         );
         conn.bbuf.consume(resp.len);
         if io::write_all(&mut conn.io, &[&conn.out], &mut conn.timer, &mut stall)
@@ -184,7 +237,7 @@ pub(super) async fn serve<S: Stream>(conn: &mut Conn<S>) -> After {
         }
         return After::Gone;
     }
-    let (framing, reframe) = match resp.body {
+    let (mut framing, reframe) = match resp.body {
         BodyKind::None if head_only || matches!(resp.status, 204 | 304) => {
             (Framing::Announced(resp.length), Reframe::Pass)
         }
@@ -195,6 +248,19 @@ pub(super) async fn serve<S: Stream>(conn: &mut Conn<S>) -> After {
         BodyKind::Close if http10 => (Framing::Close, Reframe::Pass),
         BodyKind::Close => (Framing::Chunked, Reframe::Chunk),
     };
+    let route = &target.route.config;
+    let (vary, encoder) = match route.compress {
+        true => super::relay::compression(
+            resp,
+            conn.bbuf.unread(),
+            accept_encoding,
+            head_only || http10,
+        ),
+        false => (false, None),
+    };
+    if encoder.is_some() {
+        framing = Framing::Chunked;
+    }
     // The client's connection goes on only if its request was read whole;
     // an answer that came first leaves the rest of the body unread.
     let keep = keep_alive && body.complete() && framing != Framing::Close && !draining;
@@ -213,6 +279,11 @@ pub(super) async fn serve<S: Stream>(conn: &mut Conn<S>) -> After {
         id.as_bytes(),
         framing,
         connection,
+        &write::Edits {
+            rules: (!route.response_headers.is_empty()).then_some(&route.response_headers),
+            encoding: encoder.as_ref().map(|(c, _)| c.name()),
+            vary,
+        },
     );
     let (resp_len, resp_kind, backend_keeps) = (resp.len, resp.body, resp.keep_alive);
     conn.bbuf.consume(resp_len);
@@ -228,6 +299,7 @@ pub(super) async fn serve<S: Stream>(conn: &mut Conn<S>) -> After {
         upload: &mut upload,
         request_head: &conn.out[..request_len],
         body: &mut body,
+        encoder: encoder.map(|(_, e)| e),
     })
     .await;
     match relayed {

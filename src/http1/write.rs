@@ -8,6 +8,7 @@
 //! in lower case as HTTP/2 would carry them.
 
 use super::codec::{BodyKind, Field, Kind, RequestHead, ResponseHead};
+use crate::config::HeaderRules;
 use std::io::Write;
 use std::net::IpAddr;
 
@@ -16,6 +17,37 @@ pub struct Forwarded<'a> {
     pub peer: IpAddr,
     pub https: bool,
     pub request_id: &'a [u8],
+}
+
+/// What a route changes in the request head (see `proxy::policy`).
+#[derive(Default)]
+pub struct Rewrite<'a> {
+    /// The path and query the backend gets instead of the client's.
+    pub path: Option<&'a [u8]>,
+    /// The Host the backend gets (X-Forwarded-Host keeps the client's).
+    pub host: Option<&'a [u8]>,
+    /// The route's `request_headers`, applied after sluice's own fields.
+    pub rules: Option<&'a HeaderRules>,
+    /// Basic auth: the credentials stop at sluice.
+    pub drop_authorization: bool,
+}
+
+/// What a route changes in the response head.
+#[derive(Default)]
+pub struct Edits<'a> {
+    /// The route's `response_headers`.
+    pub rules: Option<&'a HeaderRules>,
+    /// The body is compressed with this coding (Content-Encoding).
+    pub encoding: Option<&'static str>,
+    /// The answer depends on Accept-Encoding (a compressible response).
+    pub vary: bool,
+}
+
+/// Writes the `set` and `add` fields of header rules.
+fn rule_fields(out: &mut Vec<u8>, rules: &HeaderRules) {
+    for (n, v) in rules.set.iter().chain(&rules.add) {
+        field(out, n.as_bytes(), v.as_bytes());
+    }
 }
 
 /// How the response body goes to the client.
@@ -71,16 +103,22 @@ pub fn request_head(
     buf: &[u8],
     head: &RequestHead,
     fwd: &Forwarded<'_>,
-    extra: &[u8],
+    rw: &Rewrite<'_>,
 ) {
     out.extend_from_slice(head.method_span.get(buf));
     out.push(b' ');
-    if head.path_needs_slash {
-        out.push(b'/');
+    match rw.path {
+        Some(p) => out.extend_from_slice(p),
+        None => {
+            if head.path_needs_slash {
+                out.push(b'/');
+            }
+            out.extend_from_slice(head.path.get(buf));
+        }
     }
-    out.extend_from_slice(head.path.get(buf));
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut xff = 0;
+    let edited = rw.drop_authorization || rw.rules.is_some();
     for f in &head.fields {
         match f.kind {
             Kind::Other => {
@@ -88,10 +126,18 @@ pub fn request_head(
                 if head.connection_names && named_in_connection(buf, &head.fields, name) {
                     continue;
                 }
+                if edited
+                    && ((rw.drop_authorization && name.eq_ignore_ascii_case(b"authorization"))
+                        || rw.rules.is_some_and(|r| r.drops(name)))
+                {
+                    continue;
+                }
                 field(out, name, f.value.get(buf));
             }
             // The absolute-form authority is the Host the backend gets.
-            Kind::Host if head.authority.is_none() => field(out, f.name.get(buf), f.value.get(buf)),
+            Kind::Host if head.authority.is_none() => {
+                field(out, f.name.get(buf), rw.host.unwrap_or(f.value.get(buf)))
+            }
             Kind::XForwardedFor => xff += 1,
             // Hop-by-hop, framed again below, sluice's own, or answered
             // by sluice (Expect: 100-continue).
@@ -108,7 +154,9 @@ pub fn request_head(
         BodyKind::None | BodyKind::Close => {}
     }
     if let Some(a) = head.authority {
-        field(out, b"host", a.get(buf));
+        field(out, b"host", rw.host.unwrap_or(a.get(buf)));
+    } else if let (Some(h), None) = (rw.host, head.host_span()) {
+        field(out, b"host", h);
     }
     if let Some(u) = head.upgrade {
         out.extend_from_slice(b"connection: upgrade\r\n");
@@ -131,7 +179,9 @@ pub fn request_head(
         field(out, b"x-forwarded-host", h.get(buf));
     }
     field(out, b"x-request-id", fwd.request_id);
-    out.extend_from_slice(extra);
+    if let Some(rules) = rw.rules {
+        rule_fields(out, rules);
+    }
     out.extend_from_slice(b"\r\n");
 }
 
@@ -145,6 +195,7 @@ pub fn response_head(
     request_id: &[u8],
     framing: Framing,
     connection: Connection,
+    edits: &Edits<'_>,
 ) {
     out.extend_from_slice(b"HTTP/1.1 ");
     number(out, u64::from(resp.status));
@@ -159,9 +210,21 @@ pub fn response_head(
         if resp.connection_names && named_in_connection(buf, &resp.fields, name) {
             continue;
         }
+        if edits.rules.is_some_and(|r| r.drops(name)) {
+            continue;
+        }
         field(out, name, f.value.get(buf));
     }
     field(out, b"x-request-id", request_id);
+    if let Some(e) = edits.encoding {
+        field(out, b"content-encoding", e.as_bytes());
+    }
+    if edits.vary {
+        out.extend_from_slice(b"vary: accept-encoding\r\n");
+    }
+    if let Some(rules) = edits.rules {
+        rule_fields(out, rules);
+    }
     match connection {
         Connection::Default => {}
         Connection::Close => out.extend_from_slice(b"connection: close\r\n"),
@@ -253,7 +316,7 @@ mod tests {
                 https: false,
                 request_id: b"id1",
             },
-            b"",
+            &Rewrite::default(),
         );
         String::from_utf8(out).unwrap()
     }
@@ -314,6 +377,7 @@ mod tests {
             b"rid",
             Framing::Length(2),
             Connection::Close,
+            &Edits::default(),
         );
         assert_eq!(
             String::from_utf8(out).unwrap(),

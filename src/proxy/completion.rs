@@ -20,6 +20,8 @@ pub struct AccessRecord {
     pub method: String,
     pub host: String,
     pub path: String,
+    /// The pool the request went to (a split picks one per request).
+    pub pool: Option<Arc<str>>,
     pub backend: Option<Arc<str>>,
     pub client: String,
     pub attempts: u32,
@@ -102,7 +104,7 @@ impl Drop for Completion {
                 bytes = self.bytes,
                 duration_ms = elapsed.as_secs_f64() * 1000.0,
                 route = self.route.as_ref().map_or("-", |r| &*r.name),
-                pool = self.route.as_ref().map_or("-", |r| &*r.pool.name),
+                pool = r.pool.as_deref().unwrap_or("-"),
                 backend = r.backend.as_deref().unwrap_or("-"),
                 attempts = r.attempts,
                 aborted = self.aborted,

@@ -34,8 +34,22 @@ pub enum ProxyError {
     Connect(BoxedSource),
     /// The backend broke the exchange (closed early, malformed response).
     Upstream(BoxedSource),
-    /// No response head within the pool's request_timeout.
+    /// No response head within the route's timeout (or the pool's
+    /// request_timeout).
     Timeout,
+    /// The route's `allow`/`deny` refuses the client's address.
+    Forbidden,
+    /// The route's `basic_auth` found no valid credentials.
+    Unauthorized {
+        realm: String,
+    },
+    /// The body is over the route's `max_body_bytes`.
+    BodyTooLarge,
+    /// The route redirects: `code` with this Location.
+    Redirect {
+        code: u16,
+        location: Box<str>,
+    },
 }
 
 pub type BoxedSource = Box<dyn std::error::Error + Send + Sync>;
@@ -49,6 +63,10 @@ impl ProxyError {
             ProxyError::NoBackend { .. } | ProxyError::Queue { .. } => 503,
             ProxyError::Connect(_) | ProxyError::Upstream(_) => 502,
             ProxyError::Timeout => 504,
+            ProxyError::Forbidden => 403,
+            ProxyError::Unauthorized { .. } => 401,
+            ProxyError::BodyTooLarge => 413,
+            ProxyError::Redirect { code, .. } => *code,
         }
     }
 
@@ -62,6 +80,22 @@ impl ProxyError {
             ProxyError::Connect(_) => "backend unreachable",
             ProxyError::Upstream(_) => "backend sent a broken response",
             ProxyError::Timeout => "backend too slow",
+            ProxyError::Forbidden => "this address may not use this route",
+            ProxyError::Unauthorized { .. } => "valid credentials are needed",
+            ProxyError::BodyTooLarge => "the request body is too large",
+            ProxyError::Redirect { .. } => "moved",
+        }
+    }
+
+    /// The field the answer needs besides the usual ones (name, value).
+    pub fn field(&self) -> Option<(&'static str, String)> {
+        match self {
+            ProxyError::Unauthorized { realm } => Some((
+                "www-authenticate",
+                format!("Basic realm=\"{realm}\", charset=\"UTF-8\""),
+            )),
+            ProxyError::Redirect { location, .. } => Some(("location", location.to_string())),
+            _ => None,
         }
     }
 
@@ -81,7 +115,7 @@ impl ProxyError {
     /// After a malformed request the connection's state is in doubt: close
     /// it (as nginx does).
     pub fn closes(&self) -> bool {
-        matches!(self, ProxyError::Refused { .. })
+        matches!(self, ProxyError::Refused { .. } | ProxyError::BodyTooLarge)
     }
 }
 

@@ -9,16 +9,19 @@
 pub mod completion;
 pub mod error;
 pub mod headers;
+pub mod mirror;
+pub mod policy;
 pub mod request_id;
 pub mod retry;
 pub mod upgrade;
 
 use crate::balance::hash_bytes;
-use crate::config::{HashKey, Strategy};
-use crate::snapshot::{Pool, Route, Shared, Snapshot};
+use crate::config::{HashKey, RateLimitKey, Strategy};
+use crate::snapshot::{Forward, Pool, Route, Shared, Snapshot};
 use error::ProxyError;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::time::Instant;
 
 /// One client connection, as the request path sees it.
@@ -32,39 +35,94 @@ pub struct Client {
 /// Where a request goes, decided before any backend is picked.
 pub struct Target {
     pub route: Arc<Route>,
+    /// The pool of this request (a split draws one per request).
+    pub pool: Arc<Pool>,
     /// The client's address as limits and ip_hash see it (X-Forwarded-For
     /// believed only from trusted proxies).
     pub client_ip: IpAddr,
     /// The consistent-hash key, for the hash strategies.
     pub key: Option<u64>,
+    /// How long the backend has for its response head: the route's
+    /// `timeout` or the pool's `request_timeout`.
+    pub timeout: Duration,
+    /// The path and query the backend gets, when the route rewrites it.
+    pub path: Option<String>,
 }
 
-/// Routes a request by host (any case, any port) and `path_and_query`, and
-/// takes a token from the route's per-client limit. The route found is
-/// recorded in `done` even when the limit refuses the request, so the
-/// refusal is counted under its route.
-pub fn target<'v>(
+/// The parts of a request that routing and policy look at, whatever
+/// protocol brought it.
+pub trait Head {
+    fn method(&self) -> &[u8];
+    /// Whether a field `name` (lower case) has exactly `value`.
+    fn has(&self, name: &str, value: &str) -> bool;
+    /// The first value of the field `name` (lower case).
+    fn first(&self, name: &str) -> Option<&[u8]>;
+}
+
+/// A request as `target` sees it.
+pub struct Ask<'a> {
+    pub host: Option<&'a str>,
+    pub path_and_query: &'a str,
+    pub head: &'a (dyn Head + Sync),
+    /// The body's declared length (Content-Length), if any.
+    pub content_length: Option<u64>,
+}
+
+/// Routes a request by host (any case, any port), path and the route's
+/// method/header/query conditions, then applies the route's policy in
+/// nginx's order: redirect, rate limit, allow/deny, basic auth, body size.
+/// The route found is recorded in `done` even when its policy refuses the
+/// request, so the refusal is counted under its route.
+pub async fn target<'v>(
     snap: &Snapshot,
     client: &Client,
-    host: Option<&str>,
-    path_and_query: &str,
+    ask: &Ask<'_>,
     forwarded_for: impl Iterator<Item = &'v [u8]>,
     done: &mut completion::Completion,
 ) -> Result<Target, ProxyError> {
     let view = snap.listener(&client.listener);
-    let path = path_and_query
+    let (path, query) = ask
+        .path_and_query
         .split_once('?')
-        .map_or(path_and_query, |(p, _)| p);
-    let route = view.router.find(host, path).ok_or(ProxyError::NoRoute)?;
+        .map_or((ask.path_and_query, None), |(p, q)| (p, Some(q)));
+    let route = view
+        .router
+        .find_matching(ask.host, path, &|r: &Arc<Route>| {
+            policy::conditions_hold(&r.config, ask.head, query)
+        })
+        .ok_or(ProxyError::NoRoute)?;
     done.route = Some(route.clone());
     let client_ip = headers::client_ip(
         client.peer.ip(),
         forwarded_for,
         &view.config.trusted_proxies,
     );
+    let pool = match &route.forward {
+        Forward::Redirect(r) => {
+            return Err(policy::redirect(
+                r,
+                &route.config,
+                client.tls,
+                ask.host,
+                path,
+                query,
+            ))
+        }
+        f => f.pick().ok_or(ProxyError::NoBackend {
+            retry_after: Duration::from_secs(1),
+        })?,
+    };
+    if let Some(r) = done.record.as_mut() {
+        r.pool = Some(pool.name.clone());
+    }
     if let (Some(limiter), Some(rl)) = (&route.limiter, &route.config.rate_limit) {
+        let key = match &rl.key {
+            RateLimitKey::ClientIp => limiter.ip_key(client_ip),
+            RateLimitKey::Header(name) => limiter.value_key(ask.head.first(name)),
+            RateLimitKey::Route => 0,
+        };
         limiter
-            .check(client_ip, Instant::now(), rl.requests_per_second, rl.burst)
+            .check(key, Instant::now(), rl.requests_per_second, rl.burst)
             .map_err(|retry_after| {
                 client
                     .shared
@@ -75,8 +133,23 @@ pub fn target<'v>(
                 ProxyError::ClientRateLimited { retry_after }
             })?;
     }
+    policy::admit(&route.config, client_ip)?;
+    if let (Some(users), Some(auth)) = (&route.users, &route.config.basic_auth) {
+        if !users.check(ask.head.first("authorization")).await {
+            return Err(ProxyError::Unauthorized {
+                realm: auth.realm.clone(),
+            });
+        }
+    }
+    let max = route.config.max_body_bytes;
+    if max > 0 && ask.content_length.is_some_and(|n| n > max) {
+        return Err(ProxyError::BodyTooLarge);
+    }
     Ok(Target {
-        key: hash_key(&route.pool, client_ip, path, path_and_query),
+        key: hash_key(pool, client_ip, path, ask.path_and_query),
+        timeout: route.config.timeout.unwrap_or(pool.config.request_timeout),
+        path: policy::rewrite_path(&route.config, path, query),
+        pool: pool.clone(),
         route: route.clone(),
         client_ip,
     })

@@ -1,26 +1,20 @@
 //! HTTP/2 from clients (h2 by ALPN, h2c by prior knowledge), served by
 //! hyper; each request goes to its backend over the HTTP/1 engine's
-//! backend side (`http1::bridge`), with the same routing, admission, retry
-//! and accounting as an HTTP/1 request (`proxy`).
+//! backend side (`h2_forward`, `http1::bridge`), with the same routing,
+//! admission, retry and accounting as an HTTP/1 request (`proxy`).
 //!
 //! A connection with no stream open for `idle_timeout` is closed with
 //! GOAWAY, as is every connection when its listener drains.
 
 use crate::config::ListenerConfig;
-use crate::http1::attempt::{self, Answered, Unanswered};
-use crate::http1::bridge::{self, H2Source};
-use crate::http1::bridge_body::{self, ResponseBody};
-use crate::http1::buf::Buf;
-use crate::http1::codec::ResponseHead;
-use crate::http1::io::Timer;
-use crate::http1::write::Forwarded;
+use crate::http1::bridge;
+use crate::http1::bridge_body::ResponseBody;
 use crate::proxy::completion::{AccessRecord, Completion};
 use crate::proxy::error::ProxyError;
 use crate::proxy::request_id::RequestId;
-use crate::proxy::retry::{Attempts, MAX_KEPT_BODY};
 use crate::proxy::Client;
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -138,6 +132,8 @@ pub enum H2Body {
     Full(Option<Bytes>),
     /// Boxed: an error answer need not reserve room for a backend body.
     Backend(Box<ResponseBody>),
+    /// A backend body compressed on the way (`route.compress`).
+    Compressed(Box<crate::compress::Compressed<ResponseBody>>),
 }
 
 /// A response body carrying the request's accounting and its stream count:
@@ -160,6 +156,7 @@ impl Body for Answer {
         let polled = match &mut this.body {
             H2Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             H2Body::Backend(b) => Pin::new(&mut **b).poll_frame(cx),
+            H2Body::Compressed(b) => Pin::new(&mut **b).poll_frame(cx),
         };
         match &polled {
             Poll::Ready(Some(Ok(f))) => {
@@ -185,6 +182,7 @@ impl Body for Answer {
         match &self.body {
             H2Body::Full(b) => b.is_none(),
             H2Body::Backend(b) => b.is_end_stream(),
+            H2Body::Compressed(b) => b.is_end_stream(),
         }
     }
 
@@ -192,6 +190,7 @@ impl Body for Answer {
         match &self.body {
             H2Body::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             H2Body::Backend(b) => b.size_hint(),
+            H2Body::Compressed(_) => SizeHint::default(),
         }
     }
 }
@@ -199,7 +198,11 @@ impl Body for Answer {
 impl Drop for Answer {
     fn drop(&mut self) {
         // Dropped before its end: the client reset the stream.
-        let unfinished = matches!(&self.body, H2Body::Backend(b) if !b.is_end_stream());
+        let unfinished = match &self.body {
+            H2Body::Full(_) => false,
+            H2Body::Backend(b) => !b.is_end_stream(),
+            H2Body::Compressed(b) => !b.is_end_stream(),
+        };
         if let (Some(done), true) = (self.done.as_mut(), unfinished) {
             done.aborted = true;
         }
@@ -231,11 +234,11 @@ async fn handle(
         }));
     }
     let head_only = parts.method == Method::HEAD;
-    let resp = match forward(&snap, &client, parts, body, &id, &mut done).await {
+    let resp = match super::h2_forward::forward(&snap, &client, parts, body, &id, &mut done).await {
         Ok((status, builder, body)) => {
             done.status = status;
             builder
-                .body(H2Body::Backend(Box::new(body)))
+                .body(body)
                 .map_err(|_| ProxyError::Upstream("invalid response head".into()))
         }
         Err(e) => Err(e),
@@ -278,131 +281,10 @@ fn error_response(e: &ProxyError, id: &RequestId, head_only: bool) -> Response<H
     if let Some(s) = e.retry_after() {
         b = b.header("retry-after", s);
     }
+    if let Some((name, value)) = e.field() {
+        b = b.header(name, value);
+    }
     let body = (!head_only).then(|| Bytes::from(body));
     b.body(H2Body::Full(body))
         .unwrap_or_else(|_| Response::new(H2Body::Full(None)))
-}
-
-/// A response head (status, fields) and the backend body behind it.
-type Upstream = (u16, http::response::Builder, ResponseBody);
-
-async fn forward(
-    snap: &crate::snapshot::Snapshot,
-    client: &Arc<Client>,
-    parts: http::request::Parts,
-    body: Incoming,
-    id: &RequestId,
-    done: &mut Completion,
-) -> Result<Upstream, ProxyError> {
-    let refused = |reason| ProxyError::Refused {
-        status: 400,
-        reason,
-    };
-    if parts.method == Method::CONNECT {
-        return Err(ProxyError::Refused {
-            status: 405,
-            reason: "CONNECT is not supported",
-        });
-    }
-    let host = bridge::request_host(&parts).map_err(refused)?;
-    let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let xff = parts
-        .headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .map(|v| v.as_bytes());
-    let target = crate::proxy::target(snap, client, host, pq, xff, done)?;
-    let pool = &target.route.pool;
-    let metrics = &client.shared.metrics;
-    let framing = bridge::request_framing(&parts, &body);
-    let mut out = Vec::new();
-    bridge::request_head(
-        &mut out,
-        &parts,
-        host,
-        framing,
-        &Forwarded {
-            peer: client.peer.ip(),
-            https: client.tls,
-            request_id: id.as_bytes(),
-        },
-    );
-    let replayable = Attempts::may_replay(pool)
-        && (matches!(
-            parts.method,
-            Method::GET
-                | Method::HEAD
-                | Method::OPTIONS
-                | Method::PUT
-                | Method::DELETE
-                | Method::TRACE
-        ) || parts.headers.contains_key("idempotency-key"));
-    let mut source = if replayable {
-        H2Source::keep(body, framing, MAX_KEPT_BODY)
-            .await
-            .map_err(|_| refused("the request body broke off"))?
-    } else {
-        H2Source::stream(body, framing)
-    };
-    let replayable = replayable && matches!(source, H2Source::Kept { .. });
-    let head_request = parts.method == Method::HEAD;
-    let mut attempts = Attempts::new(pool, target.key, replayable);
-    let mut resp_buf = Buf::new(crate::http1::buf::BODY);
-    let mut resp = ResponseHead::new();
-    let mut timer = Timer::default();
-    let tried = attempt::run(
-        attempt::Request {
-            pool,
-            head: &out,
-            body: &mut source,
-            peer: &mut (),
-            head_request,
-            upgrade: false,
-            resp_buf: &mut resp_buf,
-            resp: &mut resp,
-            timer: &mut timer,
-        },
-        &mut attempts,
-        metrics,
-        done,
-    )
-    .await;
-    let Answered {
-        conn,
-        addr,
-        backend,
-        upload,
-    } = match tried {
-        Ok(a) => a,
-        Err(Unanswered::Client(_)) => return Err(refused("the request body broke off")),
-        Err(Unanswered::Proxy(e)) => return Err(e),
-    };
-    let mut builder = Response::builder().status(resp.status);
-    let head = resp_buf.unread();
-    for f in &resp.fields {
-        use crate::http1::codec::Kind;
-        if !matches!(f.kind, Kind::Other | Kind::ContentLength) {
-            continue;
-        }
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(f.name.get(head)),
-            HeaderValue::from_bytes(f.value.get(head)),
-        ) {
-            builder = builder.header(n, v);
-        }
-    }
-    builder = builder.header("x-request-id", id.as_bytes());
-    resp_buf.consume(resp.len);
-    let release: bridge_body::Release = Box::new(move |conn| {
-        if let Some(c) = conn {
-            backend.conns.release(c, addr);
-        }
-    });
-    let sending = bridge_body::Sending {
-        upload,
-        head: out,
-        source,
-    };
-    let body = ResponseBody::new(conn, resp_buf, resp.body, resp.keep_alive, sending, release);
-    Ok((resp.status, builder, body))
 }

@@ -12,6 +12,7 @@
 //! `serve_http1` waits on the bare socket until the client sends again.
 
 pub mod h2;
+mod h2_forward;
 mod listener;
 
 pub use listener::{accept_loop, bind, bind_workers, Listener};

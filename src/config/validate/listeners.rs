@@ -119,7 +119,7 @@ pub(super) fn validate_listeners(
 }
 
 /// Accepts a CIDR (`10.0.0.0/8`) or a bare address (a /32 or /128).
-fn parse_cidr(s: &str) -> Option<IpNet> {
+pub(super) fn parse_cidr(s: &str) -> Option<IpNet> {
     s.parse::<IpNet>()
         .ok()
         .or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from))

@@ -91,9 +91,67 @@ impl Errors {
             );
         }
         let burst = self.int(&format!("{path}.burst"), raw.burst, burst, 1, 1_000_000_000) as u32;
+        let route = section == "route.rate_limit";
+        let key_text = raw
+            .key
+            .clone()
+            .unwrap_or_else(|| defaults::text("route.rate_limit.key").to_string());
+        let key = match key_text.as_str() {
+            _ if !route && raw.key.is_some() => {
+                self.push(format!("{path}.key"), "only a route's rate limit has a key");
+                RateLimitKey::ClientIp
+            }
+            "client_ip" => RateLimitKey::ClientIp,
+            "route" => RateLimitKey::Route,
+            k => match k.strip_prefix("header:") {
+                Some(name) if http::HeaderName::from_bytes(name.as_bytes()).is_ok() => {
+                    RateLimitKey::Header(name.to_ascii_lowercase())
+                }
+                _ => {
+                    self.push(
+                        format!("{path}.key"),
+                        format!("expected client_ip, route or header:NAME, got {k:?}"),
+                    );
+                    RateLimitKey::ClientIp
+                }
+            },
+        };
+        let scope = raw
+            .scope
+            .clone()
+            .unwrap_or_else(|| defaults::text("route.rate_limit.scope").to_string());
+        let global = match scope.as_str() {
+            _ if !route && raw.scope.is_some() => {
+                self.push(
+                    format!("{path}.scope"),
+                    "only a route's rate limit has a scope",
+                );
+                false
+            }
+            "local" => false,
+            "global" => {
+                // Shared buckets live in Redis; there is no [redis] to
+                // reach yet, and a limit that silently stays local would
+                // let N instances admit N times the rate.
+                self.push(
+                    format!("{path}.scope"),
+                    "\"global\" needs a [redis] section to share the buckets through",
+                );
+                true
+            }
+            s => {
+                self.push(
+                    format!("{path}.scope"),
+                    format!("expected local or global, got {s:?}"),
+                );
+                false
+            }
+        };
         Some(RateLimitConfig {
             requests_per_second,
             burst,
+            key,
+            global,
         })
     }
 }
