@@ -115,9 +115,17 @@ where
     let result = std::future::poll_fn(|cx| loop {
         let mut progress = false;
         if !upload.finished() {
+            let began = head_left < head.len() || written > 0;
             progress |= upload
                 .poll_send(cx, &mut *backend, request_head, &mut *body, &mut *client)
-                .map_err(RelayError::Source)?;
+                .map_err(|e| match began {
+                    // The client has (part of) the response already: no
+                    // other answer can follow; the connection just ends.
+                    true => RelayError::Client(io::Error::other(format!(
+                        "request body failed after the response began: {e:?}"
+                    ))),
+                    false => RelayError::Source(e),
+                })?;
         }
         if let Some(st) = &staged {
             // Head first (once), then the staged write.
