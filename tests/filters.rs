@@ -162,3 +162,34 @@ fn check_refuses_rules_on_reserved_or_invalid_headers() {
         assert!(e.contains(key), "{extra}: expected {key} in:\n{e}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_change_on_reload_and_show_in_the_config_endpoint() {
+    let b = Backend::start("b").await;
+    let text = |v: &str| {
+        format!(
+            "[log]\naccess_log = false\n[admin]\nbind = \"127.0.0.1:0\"\n[[listener]]\nname = \"public\"\nbind = \"127.0.0.1:0\"\n\
+             [[route]]\nname = \"r\"\npool = \"p\"\nresponse_headers = {{ set = {{ \"x-version\" = \"{v}\" }} }}\n\
+             request_headers = {{ set = {{ \"authorization\" = \"Bearer s3cr3t\" }} }}\n\
+             [pool.p]\nbackends = [{{ addr = \"{}\" }}]\n",
+            b.addr
+        )
+    };
+    let s = sluice(&text("one")).await;
+    let a = addr(&s, "public").await;
+    let admin = s.admin_addr().await.unwrap();
+    assert_eq!(get(&client(), a, "x", "/").await.header("x-version"), "one");
+    assert_eq!(b.last().headers["authorization"], "Bearer s3cr3t");
+    let shown = get(&client(), admin, "x", "/api/v1/config").await;
+    assert_eq!(shown.header("content-type"), "application/json");
+    let v: serde_json::Value = serde_json::from_str(&shown.body).unwrap();
+    assert_eq!(v["route"][0]["response_headers"]["set"]["x-version"], "one");
+    assert!(!shown.body.contains("s3cr3t"), "{}", shown.body);
+    s.reload(sluice::config::Config::parse(&text("two")).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(get(&client(), a, "x", "/").await.header("x-version"), "two");
+    let v: serde_json::Value =
+        serde_json::from_str(&get(&client(), admin, "x", "/api/v1/config").await.body).unwrap();
+    assert_eq!(v["route"][0]["response_headers"]["set"]["x-version"], "two");
+}

@@ -1,6 +1,7 @@
 //! The admin listener: `/metrics`, `/healthz`, `/readyz`, `/api/v1/pools`
 //! and `/status`, on its own port (loopback by default).
 
+mod config_json;
 mod status;
 
 use crate::snapshot::{Shared, Snapshot};
@@ -122,6 +123,11 @@ async fn handle(
             "application/json",
             pools_json(&snap).to_string(),
         ),
+        "/api/v1/config" => reply(
+            StatusCode::OK,
+            "application/json",
+            config_json::config_json(&snap.config).to_string(),
+        ),
         "/status" => reply(
             StatusCode::OK,
             "text/html; charset=utf-8",
@@ -130,7 +136,7 @@ async fn handle(
         "/" => reply(
             StatusCode::OK,
             TEXT,
-            "sluice admin: /status /metrics /api/v1/pools /healthz /readyz\n",
+            "sluice admin: /status /metrics /api/v1/pools /api/v1/config /healthz /readyz\n",
         ),
         _ => reply(StatusCode::NOT_FOUND, TEXT, "not found\n"),
     })
