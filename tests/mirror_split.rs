@@ -1,5 +1,6 @@
-//! Request mirroring: a copy goes to another pool, fire-and-forget, and
-//! never delays, fails or changes the client's answer.
+//! Weighted splits (drawn per request) and request mirroring (a copy goes
+//! to another pool, fire-and-forget, and never delays, fails or changes
+//! the client's answer).
 
 mod support;
 use bytes::Bytes;
@@ -163,4 +164,52 @@ async fn percent_copies_that_share_of_requests() {
     let n = shadow.requests();
     // 25% of 400 = 100, sd about 8.7.
     assert!((55..=145).contains(&n), "mirrored {n} of 400");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weighted_split_is_drawn_per_request_and_weight_zero_takes_nothing() {
+    let mut b = Vec::new();
+    let mut pool_toml = String::new();
+    for n in ["v1", "v2", "off"] {
+        let x = Backend::start(n).await;
+        pool_toml.push_str(&format!(
+            "[pool.{n}]\nbackends = [{{ addr = \"{}\" }}]\n",
+            x.addr
+        ));
+        b.push(x);
+    }
+    let toml = format!(
+        r#"
+[log]
+access_log = false
+[[listener]]
+name = "public"
+bind = "127.0.0.1:0"
+[[route]]
+name = "split"
+path_prefix = "/"
+pools = [{{ pool = "v1", weight = 75 }}, {{ pool = "v2", weight = 25 }}, {{ pool = "off", weight = 0 }}]
+{pool_toml}"#
+    );
+    let s = sluice(&toml).await;
+    let a = addr(&s, "public").await;
+    let c = client();
+    let n = 400;
+    for _ in 0..n {
+        assert_eq!(get(&c, a, "x", "/").await.status, 200);
+    }
+    let (v1, v2, off) = (b[0].requests(), b[1].requests(), b[2].requests());
+    assert_eq!(v1 + v2, n);
+    assert_eq!(off, 0, "weight 0 takes nothing");
+    // 75% of 400 = 300; a binomial sd is about 8.7: 5 sd either way.
+    assert!((256..=344).contains(&v1), "v1 got {v1} of {n}");
+    // A split in which nothing may serve is a config error.
+    let e = sluice::config::Config::parse(
+        &toml
+            .replace("weight = 75", "weight = 0")
+            .replace("weight = 25", "weight = 0"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("route[0].pools"), "{e}");
 }
