@@ -16,6 +16,7 @@ pub mod compress;
 pub mod config;
 pub mod demo;
 pub mod files;
+pub mod global_limit;
 pub mod http1;
 pub mod limit;
 pub mod logging;

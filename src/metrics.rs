@@ -31,12 +31,15 @@ pub struct Metrics {
     backend_in_flight: IntGaugeVec,
     breaker_state: IntGaugeVec,
     queue_length: IntGaugeVec,
+    certificate_expiry: IntGaugeVec,
     pub rate_limited: IntCounterVec,
     pub retries: IntCounterVec,
     pub mirrored: IntCounterVec,
     pub connections_active: IntGaugeVec,
     pub reloads: IntCounterVec,
     pub last_reload_success: Gauge,
+    /// Redis calls of global rate limits that failed or timed out.
+    pub redis_errors: prometheus::IntCounter,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -80,6 +83,13 @@ impl Default for Metrics {
         )
         .unwrap_or_else(|e| panic!("metric: {e}"));
         r.register(Box::new(last_reload_success.clone()))
+            .unwrap_or_else(|e| panic!("metric: {e}"));
+        let redis_errors = prometheus::IntCounter::new(
+            "sluice_redis_errors_total",
+            "Redis calls of global rate limits that failed or timed out (the local limit was used instead)",
+        )
+        .unwrap_or_else(|e| panic!("metric: {e}"));
+        r.register(Box::new(redis_errors.clone()))
             .unwrap_or_else(|e| panic!("metric: {e}"));
         let m = Metrics {
             requests: counter(
@@ -130,6 +140,12 @@ impl Default for Metrics {
                 "Requests waiting for a connection to the backend (at max_connections)",
                 &["pool", "backend"],
             ),
+            certificate_expiry: gauge(
+                &r,
+                "sluice_certificate_expiry_timestamp_seconds",
+                "notAfter of each certificate served (Unix time)",
+                &["listener", "name"],
+            ),
             rate_limited: counter(
                 &r,
                 "sluice_rate_limited_total",
@@ -156,6 +172,7 @@ impl Default for Metrics {
                 &["result"],
             ),
             last_reload_success,
+            redis_errors,
             registry: r,
         };
         // Both results exist from the start, at 0, so a failure rate can be
@@ -193,7 +210,17 @@ impl Metrics {
 
     /// The exposition text, with the per-backend gauges set from
     /// `backends` (the backends of the snapshot current at scrape time).
-    pub fn render<'a>(&self, backends: impl Iterator<Item = BackendGauges<'a>>) -> String {
+    pub fn render<'a>(
+        &self,
+        backends: impl Iterator<Item = BackendGauges<'a>>,
+        certificates: impl Iterator<Item = CertificateGauge<'a>>,
+    ) -> String {
+        self.certificate_expiry.reset();
+        for c in certificates {
+            self.certificate_expiry
+                .with_label_values(&[c.listener, c.name])
+                .set(c.not_after);
+        }
         self.backend_up.reset();
         self.backend_in_flight.reset();
         self.breaker_state.reset();
@@ -219,6 +246,15 @@ impl Metrics {
         }
         String::from_utf8(out).unwrap_or_default()
     }
+}
+
+/// One certificate served, at scrape time.
+pub struct CertificateGauge<'a> {
+    pub listener: &'a str,
+    /// The certificate's first DNS name.
+    pub name: &'a str,
+    /// Unix time of its notAfter.
+    pub not_after: i64,
 }
 
 /// One backend's gauges at scrape time.

@@ -89,6 +89,9 @@ pub struct Snapshot {
     fallback: ListenerView,
     /// Client limiters by route name, for the next snapshot to reuse.
     limiters: HashMap<String, Arc<ClientLimiter>>,
+    /// The shared buckets of `scope = "global"` limits (`[redis]`); kept,
+    /// with its connection, by a reload that leaves `[redis]` unchanged.
+    pub redis: Option<Arc<crate::global_limit::GlobalLimiter>>,
 }
 
 impl Snapshot {
@@ -195,13 +198,35 @@ impl Snapshot {
             .iter()
             .filter_map(|r| Some((r.name.to_string(), r.limiter.clone()?)))
             .collect();
+        let redis = config.redis.as_ref().map(|r| {
+            previous
+                .and_then(|s| s.redis.clone())
+                .filter(|g| g.config() == r)
+                .unwrap_or_else(|| {
+                    Arc::new(crate::global_limit::GlobalLimiter::new(
+                        r,
+                        metrics.redis_errors.clone(),
+                    ))
+                })
+        });
         Snapshot {
+            redis,
             config: Arc::new(config),
             pools,
             listeners,
             fallback,
             limiters,
         }
+    }
+
+    /// Every certificate the listeners serve, with its listener's name.
+    pub fn certificates(&self) -> impl Iterator<Item = (&str, &crate::tls::Certificate)> {
+        self.listeners.iter().flat_map(|(name, view)| {
+            view.tls
+                .iter()
+                .flat_map(|t| t.certificates.iter())
+                .map(move |c| (name.as_str(), &**c))
+        })
     }
 
     /// The view for a listener by name (the fallback if a reload removed it).

@@ -314,3 +314,36 @@ async fn a_certificate_replaced_on_disk_is_served_after_sighup() {
     .unwrap();
     assert_eq!(tls_get(ok, "site.test", "/").await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_certificate_served_has_its_expiry_on_metrics() {
+    let b = Backend::start("b").await;
+    let dir = temp_dir();
+    let fresh = make_cert(&dir, "fresh", &["fresh.test", "www.fresh.test"], false);
+    let old = make_cert(&dir, "old", &["old.test"], true);
+    let s = sluice(&format!(
+        "[admin]\nbind = \"127.0.0.1:0\"\n{}",
+        tls_config(&b, &[&fresh, &old], "")
+    ))
+    .await;
+    let admin = s.admin_addr().await.unwrap();
+    let text = get(&client(), admin, "x", "/metrics").await.body;
+    let value = |name: &str| -> i64 {
+        let needle = format!(
+            "sluice_certificate_expiry_timestamp_seconds{{listener=\"secure\",name=\"{name}\"}} "
+        );
+        text.lines()
+            .find_map(|l| l.strip_prefix(&needle))
+            .unwrap_or_else(|| panic!("no expiry for {name}:\n{text}"))
+            .parse()
+            .unwrap()
+    };
+    // rcgen's default validity ends in 4096; the expired one in 2020.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(value("fresh.test") > now + 365 * 86400);
+    assert_eq!(value("old.test"), 1577836800);
+    assert!(text.contains("# TYPE sluice_certificate_expiry_timestamp_seconds gauge"));
+}

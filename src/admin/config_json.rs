@@ -1,8 +1,9 @@
 //! `GET /api/v1/config`: the running, validated config as JSON, keys named
 //! as in the file, every default filled in, durations as the file writes
 //! them ("250ms", "30s"). Secrets never appear: certificate and key files
-//! are shown by path only, and the values of header rules on credential
-//! fields (Authorization, Cookie, API keys) are redacted.
+//! are shown by path only, a Redis password is replaced by `***`, and the
+//! values of header rules on credential fields (Authorization, Cookie, API
+//! keys) are redacted.
 
 use crate::config::{
     Config, HeaderRules, HostMatch, ListenerConfig, PoolConfig, RateLimitConfig, RateLimitKey,
@@ -184,6 +185,10 @@ pub fn config_json(c: &Config) -> Value {
             },
             "access_log": c.log.access_log,
         },
+        "redis": c.redis.as_ref().map(|r| json!({
+            "url": r.url.redacted(),
+            "timeout": dur(r.timeout),
+        })),
         "listener": c.listeners.iter().map(listener).collect::<Vec<_>>(),
         "route": c.routes.iter().map(route).collect::<Vec<_>>(),
         "pool": c.pools.iter().map(|p| (p.name.clone(), pool(p))).collect::<serde_json::Map<_, _>>(),

@@ -102,16 +102,24 @@ async fn handle(
         "/metrics" => reply(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            shared.metrics.render(snap.pools.values().flat_map(|pool| {
-                pool.members.iter().map(|m| crate::metrics::BackendGauges {
-                    pool: &pool.name,
-                    addr: &m.backend.addr,
-                    up: m.backend.is_up(),
-                    in_flight: m.backend.in_flight(),
-                    breaker: m.backend.breaker.code(),
-                    queue: m.backend.conns.waiting(),
-                })
-            })),
+            shared.metrics.render(
+                snap.pools.values().flat_map(|pool| {
+                    pool.members.iter().map(|m| crate::metrics::BackendGauges {
+                        pool: &pool.name,
+                        addr: &m.backend.addr,
+                        up: m.backend.is_up(),
+                        in_flight: m.backend.in_flight(),
+                        breaker: m.backend.breaker.code(),
+                        queue: m.backend.conns.waiting(),
+                    })
+                }),
+                snap.certificates()
+                    .map(|(listener, c)| crate::metrics::CertificateGauge {
+                        listener,
+                        name: c.names.first().map_or("", String::as_str),
+                        not_after: c.not_after,
+                    }),
+            ),
         ),
         "/healthz" => reply(StatusCode::OK, TEXT, "ok\n"),
         "/readyz" if shared.is_draining() => {

@@ -15,6 +15,8 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("log.level", "\"info\""),
     ("log.format", "\"json\""),
     ("log.access_log", "true"),
+    ("redis.url", "\"redis://127.0.0.1:6379/0\""),
+    ("redis.timeout", "\"50ms\""),
     ("listener.header_read_timeout", "\"10s\""),
     ("listener.idle_timeout", "\"60s\""),
     ("listener.max_header_bytes", "65536"),

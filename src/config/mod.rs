@@ -98,6 +98,8 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     pub admin: Option<AdminConfig>,
     pub log: LogConfig,
+    /// Where `scope = "global"` rate limits keep their buckets.
+    pub redis: Option<RedisConfig>,
     pub listeners: Vec<ListenerConfig>,
     pub routes: Vec<RouteConfig>,
     /// Sorted by name.
@@ -132,6 +134,56 @@ pub struct LogConfig {
     pub level: String,
     pub format: LogFormat,
     pub access_log: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisConfig {
+    pub url: RedisUrl,
+    /// Each call's bound; slower or failing calls fall back to the local
+    /// bucket.
+    pub timeout: Duration,
+}
+
+/// A Redis URL, which may hold a password: Debug and Display show it with
+/// the password replaced, so it never reaches a log line or an API.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    pub fn new(url: String) -> RedisUrl {
+        RedisUrl(url)
+    }
+
+    /// The URL as written, password included: for the client only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        let Some((scheme, rest)) = self.0.split_once("://") else {
+            return "***".into();
+        };
+        match rest.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split(':').next().unwrap_or("");
+                format!("{scheme}://{user}:***@{host}")
+            }
+            None => self.0.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
+impl fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

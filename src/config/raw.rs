@@ -15,6 +15,7 @@ pub struct RawConfig {
     pub runtime: RawRuntime,
     pub admin: Option<RawAdmin>,
     pub log: RawLog,
+    pub redis: Option<RawRedis>,
     pub listener: Vec<RawListener>,
     pub route: Vec<RawRoute>,
     /// BTreeMap so that pools are validated and reported in a stable order.
@@ -40,6 +41,13 @@ pub struct RawLog {
     pub level: Option<String>,
     pub format: Option<String>,
     pub access_log: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawRedis {
+    pub url: Option<String>,
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -116,22 +116,36 @@ pub async fn target<'v>(
         r.pool = Some(pool.name.clone());
     }
     if let (Some(limiter), Some(rl)) = (&route.limiter, &route.config.rate_limit) {
-        let key = match &rl.key {
-            RateLimitKey::ClientIp => limiter.ip_key(client_ip),
-            RateLimitKey::Header(name) => limiter.value_key(ask.head.first(name)),
-            RateLimitKey::Route => 0,
+        let refused = |retry_after| {
+            client
+                .shared
+                .metrics
+                .rate_limited
+                .with_label_values(&["client", &route.name])
+                .inc();
+            ProxyError::ClientRateLimited { retry_after }
         };
-        limiter
-            .check(key, Instant::now(), rl.requests_per_second, rl.burst)
-            .map_err(|retry_after| {
-                client
-                    .shared
-                    .metrics
-                    .rate_limited
-                    .with_label_values(&["client", &route.name])
-                    .inc();
-                ProxyError::ClientRateLimited { retry_after }
-            })?;
+        let shared = match (&snap.redis, rl.global) {
+            (Some(redis), true) => {
+                let key = global_key(&route.name, &rl.key, client_ip, ask.head);
+                redis.check(&key, rl.requests_per_second, rl.burst).await
+            }
+            _ => None,
+        };
+        match shared {
+            Some(decided) => decided.map_err(refused)?,
+            // Local, or Redis did not answer in time.
+            None => {
+                let key = match &rl.key {
+                    RateLimitKey::ClientIp => limiter.ip_key(client_ip),
+                    RateLimitKey::Header(name) => limiter.value_key(ask.head.first(name)),
+                    RateLimitKey::Route => 0,
+                };
+                limiter
+                    .check(key, Instant::now(), rl.requests_per_second, rl.burst)
+                    .map_err(refused)?
+            }
+        }
     }
     policy::admit(&route.config, client_ip)?;
     if let (Some(users), Some(auth)) = (&route.users, &route.config.basic_auth) {
@@ -153,6 +167,20 @@ pub async fn target<'v>(
         route: route.clone(),
         client_ip,
     })
+}
+
+/// The Redis key of a global bucket: the same on every instance (a fixed
+/// hash, never a per-process one), and no client value in clear.
+fn global_key(route: &str, key: &RateLimitKey, ip: IpAddr, head: &dyn Head) -> String {
+    let k = match key {
+        RateLimitKey::ClientIp => match ip.to_canonical() {
+            IpAddr::V4(v4) => hash_bytes(&v4.octets()),
+            IpAddr::V6(v6) => hash_bytes(&v6.octets()),
+        },
+        RateLimitKey::Header(name) => hash_bytes(head.first(name).unwrap_or(b"")),
+        RateLimitKey::Route => 0,
+    };
+    format!("sluice:rl:{route}:{k:016x}")
 }
 
 /// The consistent-hash key of a request, for the hash strategies.

@@ -129,16 +129,8 @@ impl Errors {
                 false
             }
             "local" => false,
-            "global" => {
-                // Shared buckets live in Redis; there is no [redis] to
-                // reach yet, and a limit that silently stays local would
-                // let N instances admit N times the rate.
-                self.push(
-                    format!("{path}.scope"),
-                    "\"global\" needs a [redis] section to share the buckets through",
-                );
-                true
-            }
+            // Needs [redis]: checked once the whole file is read.
+            "global" => true,
             s => {
                 self.push(
                     format!("{path}.scope"),
@@ -218,15 +210,49 @@ pub(super) fn validate(raw: RawConfig, opts: LoadOptions) -> Result<Config, Conf
             .unwrap_or(defaults::boolean("log.access_log")),
     };
 
+    let redis = raw.redis.as_ref().map(|r| {
+        let url = r
+            .url
+            .clone()
+            .unwrap_or_else(|| defaults::text("redis.url").into());
+        let host = url
+            .strip_prefix("redis://")
+            .or_else(|| url.strip_prefix("rediss://"))
+            .map(|rest| rest.rsplit_once('@').map_or(rest, |(_, h)| h))
+            .map(|h| h.split(['/', '?', '#']).next().unwrap_or(""));
+        if host.is_none_or(str::is_empty) {
+            let shown = RedisUrl::new(url.clone()).redacted();
+            e.push(
+                "redis.url",
+                format!("expected redis://[user:password@]host[:port][/db] or rediss://..., got {shown:?}"),
+            );
+        }
+        RedisConfig {
+            url: RedisUrl::new(url),
+            timeout: e.duration("redis.timeout", &r.timeout, defaults::text("redis.timeout")),
+        }
+    });
+
     let listeners = validate_listeners(&mut e, &raw.listener, admin.as_ref());
     let pools = validate_pools(&mut e, &raw.pool, opts);
     let routes = validate_routes(&mut e, &raw.route, &listeners, &raw.pool);
+    if redis.is_none() {
+        for (i, r) in routes.iter().enumerate() {
+            if r.rate_limit.as_ref().is_some_and(|l| l.global) {
+                e.push(
+                    format!("route[{i}].rate_limit.scope"),
+                    "\"global\" needs a [redis] section to share the buckets through",
+                );
+            }
+        }
+    }
 
     if e.0.is_empty() {
         Ok(Config {
             runtime,
             admin,
             log,
+            redis,
             listeners,
             routes,
             pools,
