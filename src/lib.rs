@@ -7,10 +7,12 @@
 
 #![forbid(unsafe_code)]
 
+pub mod acme;
 pub mod admin;
 pub mod auth;
 pub mod backend;
 pub mod balance;
+pub mod certstore;
 pub mod checker;
 pub mod compress;
 pub mod config;
@@ -104,6 +106,8 @@ pub struct Sluice {
     listeners: tokio::sync::Mutex<Vec<Listener>>,
     checkers: std::sync::Mutex<checker::Checkers>,
     admin: tokio::sync::Mutex<Option<admin::Admin>>,
+    /// Wakes the ACME task after a reload.
+    acme_wake: Arc<tokio::sync::Notify>,
 }
 
 /// Why sluice did not start.
@@ -170,11 +174,16 @@ impl Sluice {
             listeners: tokio::sync::Mutex::new(Vec::new()),
             checkers: Default::default(),
             admin: tokio::sync::Mutex::new(None),
+            acme_wake: Default::default(),
         };
         // Start is the plan from nothing: the same path as a reload.
         let plan = plan::plan(&plan::Running::default(), &config);
         sluice.apply(&plan, config, files).await?;
         sluice.shared.metrics.config_loaded();
+        tokio::spawn(acme::run(
+            Arc::downgrade(&sluice.shared),
+            sluice.acme_wake.clone(),
+        ));
         Ok(sluice)
     }
 

@@ -35,6 +35,7 @@ pub struct Metrics {
     pub rate_limited: IntCounterVec,
     pub retries: IntCounterVec,
     pub mirrored: IntCounterVec,
+    pub acme_renewals: IntCounterVec,
     pub connections_active: IntGaugeVec,
     pub reloads: IntCounterVec,
     pub last_reload_success: Gauge,
@@ -153,6 +154,12 @@ impl Default for Metrics {
                 &["scope", "name"],
             ),
             retries: counter(&r, "sluice_retries_total", "Retries sent", &["pool"]),
+            acme_renewals: counter(
+                &r,
+                "sluice_acme_renewals_total",
+                "Certificates obtained by ACME: every issuance, the first and each renewal",
+                &["result"],
+            ),
             mirrored: counter(
                 &r,
                 "sluice_mirrored_requests_total",

@@ -96,6 +96,7 @@ impl Sluice {
         let result = self.apply(&plan, config, files).await;
         match &result {
             Ok(()) => {
+                self.acme_wake.notify_one();
                 self.shared.metrics.reload_succeeded();
                 tracing::info!("config reloaded");
             }

@@ -190,6 +190,7 @@ impl Snapshot {
                         max_connections: 10000,
                         trusted_proxies: Vec::new(),
                         certificates: Vec::new(),
+                        acme_domains: Vec::new(),
                     }
                 })),
                 router: router_for(None),

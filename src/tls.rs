@@ -28,6 +28,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// The protocols offered by ALPN, most preferred first.
 pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
+/// The ALPN protocol of the tls-alpn-01 challenge (RFC 8737).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
@@ -180,14 +183,20 @@ fn describe(der: &CertificateDer<'_>) -> Result<(Vec<String>, i64), String> {
 pub struct SniResolver {
     exact: HashMap<String, Arc<CertifiedKey>>,
     wildcard: HashMap<String, Arc<CertifiedKey>>,
-    default: Arc<CertifiedKey>,
+    default: Option<Arc<CertifiedKey>>,
+    /// The listener's `acme_domains`: served from the certificate store
+    /// once obtained (a configured certificate for the name wins).
+    acme: Vec<String>,
 }
 
 impl SniResolver {
-    /// `certs` must not be empty. Where two certificates claim a name, the
-    /// earlier in the config wins.
-    pub fn new(certs: &[Arc<Certificate>]) -> Option<SniResolver> {
-        let default = certs.first()?.key.clone();
+    /// `certs` may be empty only when `acme` is not. Where two
+    /// certificates claim a name, the earlier in the config wins.
+    pub fn new(certs: &[Arc<Certificate>], acme: &[String]) -> Option<SniResolver> {
+        if certs.is_empty() && acme.is_empty() {
+            return None;
+        }
+        let default = certs.first().map(|c| c.key.clone());
         let mut exact = HashMap::new();
         let mut wildcard = HashMap::new();
         for c in certs {
@@ -203,42 +212,70 @@ impl SniResolver {
             exact,
             wildcard,
             default,
+            acme: acme.to_vec(),
         })
     }
 
-    /// The certificate for an SNI name (already lower-cased by rustls).
-    pub fn pick(&self, sni: Option<&str>) -> Arc<CertifiedKey> {
-        let Some(name) = sni else {
-            return self.default.clone();
-        };
-        let name = name.trim_end_matches('.');
-        if let Some(k) = self.exact.get(name) {
-            return k.clone();
-        }
-        if let Some((_, parent)) = name.split_once('.') {
-            if let Some(k) = self.wildcard.get(parent) {
-                return k.clone();
+    /// The certificate for an SNI name (already lower-cased by rustls):
+    /// a configured one by exact name, then by wildcard, then an obtained
+    /// (ACME) one, then the listener's first configured certificate, then
+    /// the first ACME name's. None: nothing to serve yet.
+    pub fn pick(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        if let Some(name) = sni.map(|n| n.trim_end_matches('.')) {
+            if let Some(k) = self.exact.get(name) {
+                return Some(k.clone());
+            }
+            if let Some((_, parent)) = name.split_once('.') {
+                if let Some(k) = self.wildcard.get(parent) {
+                    return Some(k.clone());
+                }
+            }
+            if self.acme.iter().any(|a| a == name) {
+                if let Some(c) = crate::certstore::store().cert(name) {
+                    return Some(c.key.clone());
+                }
             }
         }
-        self.default.clone()
+        self.default.clone().or_else(|| {
+            self.acme
+                .iter()
+                .find_map(|n| crate::certstore::store().cert(n))
+                .map(|c| c.key.clone())
+        })
     }
 }
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.pick(hello.server_name()))
+        let challenge = !self.acme.is_empty()
+            && hello
+                .alpn()
+                .is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN));
+        if challenge {
+            // tls-alpn-01: only the challenge certificate of a name being
+            // validated, never a real one.
+            let name = hello.server_name()?;
+            return crate::certstore::store().alpn_challenge(name);
+        }
+        self.pick(hello.server_name())
     }
 }
 
 /// The rustls settings of one TLS listener.
-pub fn server_config(certs: &[Arc<Certificate>]) -> Result<Arc<ServerConfig>, String> {
-    let resolver = SniResolver::new(certs).ok_or("no certificate")?;
+pub fn server_config(
+    certs: &[Arc<Certificate>],
+    acme: &[String],
+) -> Result<Arc<ServerConfig>, String> {
+    let resolver = SniResolver::new(certs, acme).ok_or("no certificate")?;
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    if !acme.is_empty() {
+        config.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
+    }
     // Prefer the server's suite order (rustls': AES-GCM and ChaCha20 first).
     config.ignore_client_order = true;
     Ok(Arc::new(config))
@@ -249,6 +286,8 @@ pub fn server_config(certs: &[Arc<Certificate>]) -> Result<Arc<ServerConfig>, St
 #[derive(Clone)]
 pub struct ListenerTls {
     pub certificates: Vec<Arc<Certificate>>,
+    /// The listener's `acme_domains`.
+    pub acme: Vec<String>,
     pub server: Arc<ServerConfig>,
 }
 
@@ -269,7 +308,8 @@ impl std::fmt::Debug for ListenerTls {
 
 impl PartialEq for ListenerTls {
     fn eq(&self, other: &Self) -> bool {
-        self.certificates.len() == other.certificates.len()
+        self.acme == other.acme
+            && self.certificates.len() == other.certificates.len()
             && self
                 .certificates
                 .iter()
@@ -291,7 +331,7 @@ pub fn load(config: &mut Config, opts: LoadOptions) -> Result<Tls, ConfigErrors>
     let mut errors = Vec::new();
     let mut tls = Tls::new();
     for (i, l) in config.listeners.iter().enumerate() {
-        if l.certificates.is_empty() {
+        if !l.tls() {
             continue;
         }
         let p = format!("listener[{i}]");
@@ -336,12 +376,13 @@ pub fn load(config: &mut Config, opts: LoadOptions) -> Result<Tls, ConfigErrors>
         if loaded.len() != l.certificates.len() {
             continue;
         }
-        match server_config(&loaded) {
+        match server_config(&loaded, &l.acme_domains) {
             Ok(server) => {
                 tls.insert(
                     l.name.clone(),
                     Arc::new(ListenerTls {
                         certificates: loaded,
+                        acme: l.acme_domains.clone(),
                         server,
                     }),
                 );
@@ -384,9 +425,9 @@ mod tests {
         let a = cert(&["a.example.com"]);
         let b = cert(&["*.example.com", "b.example.org"]);
         let c = cert(&["c.example.net"]);
-        let r = SniResolver::new(&[a.clone(), b.clone(), c.clone()]).unwrap();
+        let r = SniResolver::new(&[a.clone(), b.clone(), c.clone()], &[]).unwrap();
         let is = |sni: Option<&str>, want: &Arc<Certificate>| {
-            assert!(Arc::ptr_eq(&r.pick(sni), &want.key), "{sni:?}")
+            assert!(Arc::ptr_eq(&r.pick(sni).unwrap(), &want.key), "{sni:?}")
         };
         is(Some("a.example.com"), &a);
         is(Some("x.example.com"), &b);

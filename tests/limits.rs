@@ -82,9 +82,11 @@ async fn an_oversized_body_gets_413_and_never_reaches_the_backend_whole() {
     c.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
         .await
         .unwrap();
+    // (Bytes other than the backend's "aaaa" end mark, so a forwarded first
+    // chunk never looks like a complete small body to it.)
     for _ in 0..3 {
         let _ = c.write_all(b"190\r\n").await;
-        let _ = c.write_all(&[b'a'; 400]).await;
+        let _ = c.write_all(&[b'b'; 400]).await;
         let _ = c.write_all(b"\r\n").await;
     }
     let _ = c.write_all(b"0\r\n\r\n").await;

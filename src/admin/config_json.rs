@@ -74,6 +74,7 @@ fn listener(l: &ListenerConfig) -> Value {
             "cert": c.cert.display().to_string(),
             "key": c.key.display().to_string(),
         })).collect::<Vec<_>>(),
+        "acme_domains": l.acme_domains,
     })
 }
 
@@ -188,6 +189,17 @@ pub fn config_json(c: &Config) -> Value {
         "redis": c.redis.as_ref().map(|r| json!({
             "url": r.url.redacted(),
             "timeout": dur(r.timeout),
+        })),
+        "acme": c.acme.as_ref().map(|a| json!({
+            "directory": a.directory,
+            "email": a.email.clone().unwrap_or_default(),
+            "state_dir": a.state_dir.display().to_string(),
+            "ca": a.ca.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            "challenge": match a.challenge {
+                crate::config::AcmeChallenge::TlsAlpn01 => "tls-alpn-01",
+                crate::config::AcmeChallenge::Http01 => "http-01",
+            },
+            "renew_before": dur(a.renew_before),
         })),
         "listener": c.listeners.iter().map(listener).collect::<Vec<_>>(),
         "route": c.routes.iter().map(route).collect::<Vec<_>>(),

@@ -98,6 +98,17 @@ async fn handle(
         return Ok(reply(StatusCode::METHOD_NOT_ALLOWED, TEXT, "only GET\n"));
     }
     let snap = shared.snapshot();
+    // Certificates obtained by ACME, by the listeners that serve them.
+    let acme_certs: Vec<(&str, &str, i64)> = snap
+        .config
+        .listeners
+        .iter()
+        .flat_map(|l| l.acme_domains.iter().map(move |n| (l, n)))
+        .filter_map(|(l, n)| {
+            let c = crate::certstore::store().cert(n)?;
+            Some((l.name.as_str(), n.as_str(), c.not_after))
+        })
+        .collect();
     Ok(match req.uri().path() {
         "/metrics" => reply(
             StatusCode::OK,
@@ -118,7 +129,14 @@ async fn handle(
                         listener,
                         name: c.names.first().map_or("", String::as_str),
                         not_after: c.not_after,
-                    }),
+                    })
+                    .chain(acme_certs.iter().map(|&(listener, name, not_after)| {
+                        crate::metrics::CertificateGauge {
+                            listener,
+                            name,
+                            not_after,
+                        }
+                    })),
             ),
         ),
         "/healthz" => reply(StatusCode::OK, TEXT, "ok\n"),

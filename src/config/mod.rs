@@ -8,9 +8,11 @@
 pub mod defaults;
 mod raw;
 mod route;
+mod scale;
 mod validate;
 
 pub use route::*;
+pub use scale::*;
 
 use ipnet::IpNet;
 use std::fmt;
@@ -100,6 +102,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Where `scope = "global"` rate limits keep their buckets.
     pub redis: Option<RedisConfig>,
+    /// Where listeners' `acme_domains` get their certificates.
+    pub acme: Option<AcmeConfig>,
     pub listeners: Vec<ListenerConfig>,
     pub routes: Vec<RouteConfig>,
     /// Sorted by name.
@@ -137,56 +141,6 @@ pub struct LogConfig {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct RedisConfig {
-    pub url: RedisUrl,
-    /// Each call's bound; slower or failing calls fall back to the local
-    /// bucket.
-    pub timeout: Duration,
-}
-
-/// A Redis URL, which may hold a password: Debug and Display show it with
-/// the password replaced, so it never reaches a log line or an API.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RedisUrl(String);
-
-impl RedisUrl {
-    pub fn new(url: String) -> RedisUrl {
-        RedisUrl(url)
-    }
-
-    /// The URL as written, password included: for the client only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// The URL with any password replaced by `***`.
-    pub fn redacted(&self) -> String {
-        let Some((scheme, rest)) = self.0.split_once("://") else {
-            return "***".into();
-        };
-        match rest.rsplit_once('@') {
-            Some((userinfo, host)) => {
-                let user = userinfo.split(':').next().unwrap_or("");
-                format!("{scheme}://{user}:***@{host}")
-            }
-            None => self.0.clone(),
-        }
-    }
-}
-
-impl fmt::Debug for RedisUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.redacted())
-    }
-}
-
-impl fmt::Display for RedisUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.redacted())
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
 pub struct ListenerConfig {
     pub name: String,
     pub bind: SocketAddr,
@@ -197,6 +151,16 @@ pub struct ListenerConfig {
     pub trusted_proxies: Vec<IpNet>,
     /// Certificate files; loaded (and checked) by `tls::load`.
     pub certificates: Vec<CertificateConfig>,
+    /// Names whose certificates sluice obtains and renews itself (ACME),
+    /// lower case.
+    pub acme_domains: Vec<String>,
+}
+
+impl ListenerConfig {
+    /// Whether the listener speaks TLS (it has certificates or ACME names).
+    pub fn tls(&self) -> bool {
+        !self.certificates.is_empty() || !self.acme_domains.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

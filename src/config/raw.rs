@@ -16,6 +16,7 @@ pub struct RawConfig {
     pub admin: Option<RawAdmin>,
     pub log: RawLog,
     pub redis: Option<RawRedis>,
+    pub acme: Option<RawAcme>,
     pub listener: Vec<RawListener>,
     pub route: Vec<RawRoute>,
     /// BTreeMap so that pools are validated and reported in a stable order.
@@ -52,6 +53,17 @@ pub struct RawRedis {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
+pub struct RawAcme {
+    pub directory: Option<String>,
+    pub email: Option<String>,
+    pub state_dir: Option<String>,
+    pub ca: Option<String>,
+    pub challenge: Option<String>,
+    pub renew_before: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct RawListener {
     pub name: Option<String>,
     pub bind: Option<String>,
@@ -61,6 +73,7 @@ pub struct RawListener {
     pub max_connections: Option<i64>,
     pub trusted_proxies: Option<Vec<String>>,
     pub certificates: Option<Vec<RawCertificate>>,
+    pub acme_domains: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -79,6 +79,13 @@ pub(super) async fn serve<S: Stream>(conn: &mut Conn<S>) -> After {
         }));
     }
     let head_only = head.method == Method::Head;
+    if !conn.client.tls {
+        if let Some(token) = path.strip_prefix("/.well-known/acme-challenge/") {
+            if let Some(answer) = crate::certstore::store().http_answer(token) {
+                return acme_answer(conn, answer.as_bytes(), &mut done, head_only).await;
+            }
+        }
+    }
     let view = View { head, buf };
     let ask = crate::proxy::Ask {
         host,
@@ -334,6 +341,39 @@ pub(super) async fn serve<S: Stream>(conn: &mut Conn<S>) -> After {
         (true, _) => After::KeepAlive,
         (false, true) => After::Close,
         (false, false) => After::Linger,
+    }
+}
+
+/// Answers an ACME http-01 challenge before routing: the key
+/// authorization as the body, as RFC 8555 section 8.3 wants it.
+async fn acme_answer<S: Stream>(
+    conn: &mut Conn<S>,
+    answer: &[u8],
+    done: &mut Completion,
+    head_only: bool,
+) -> After {
+    let close = !conn.head.keep_alive || conn.head.body != BodyKind::None;
+    conn.out.clear();
+    conn.out.extend_from_slice(
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: ",
+    );
+    write::number(&mut conn.out, answer.len() as u64);
+    conn.out.extend_from_slice(if close {
+        b"\r\nconnection: close\r\n\r\n"
+    } else {
+        b"\r\n\r\n"
+    });
+    if !head_only {
+        conn.out.extend_from_slice(answer);
+    }
+    done.status = 200;
+    let mut stall = Stall::new(conn.limits.idle_timeout);
+    let written = io::write_all(&mut conn.io, &[&conn.out], &mut conn.timer, &mut stall).await;
+    conn.rbuf.unkeep();
+    match (written, close) {
+        (Err(_), _) => After::Gone,
+        (Ok(_), true) => After::Close,
+        (Ok(_), false) => After::KeepAlive,
     }
 }
 

@@ -78,7 +78,13 @@ async fn serve_tls(
     // handshakes cannot pile up (the slowloris of TLS).
     match tokio::time::timeout(config.header_read_timeout, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => {
-            if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+            let alpn = stream.get_ref().1.alpn_protocol();
+            if alpn == Some(crate::tls::ACME_TLS_ALPN) {
+                // An ACME validator checked the challenge certificate in the
+                // handshake; nothing follows (RFC 8737).
+                return;
+            }
+            if alpn == Some(b"h2") {
                 h2::serve(stream, client, config, stop).await;
             } else {
                 serve_http1(stream, client, config, stop).await;

@@ -84,6 +84,31 @@ pub(super) fn validate_listeners(
                 certificates.push(CertificateConfig { cert, key });
             }
         }
+        let mut acme_domains = Vec::new();
+        for (j, d) in l.acme_domains.iter().flatten().enumerate() {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            // A DNS name: letters, digits, hyphens, dots; no wildcard (the
+            // http-01 and tls-alpn-01 challenges cannot prove one).
+            let ok = !d.is_empty()
+                && d.len() <= 253
+                && d.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                        && !label.starts_with('-')
+                        && !label.ends_with('-')
+                });
+            if ok {
+                acme_domains.push(d);
+            } else {
+                e.push(
+                    format!("{p}.acme_domains[{j}]"),
+                    format!("{d:?} is not a DNS name sluice can obtain a certificate for (no wildcards)"),
+                );
+            }
+        }
         out.push(ListenerConfig {
             name,
             bind,
@@ -113,6 +138,7 @@ pub(super) fn validate_listeners(
             ) as usize,
             trusted_proxies: trusted,
             certificates,
+            acme_domains,
         });
     }
     out

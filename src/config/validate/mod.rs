@@ -233,7 +233,69 @@ pub(super) fn validate(raw: RawConfig, opts: LoadOptions) -> Result<Config, Conf
         }
     });
 
+    let acme = raw.acme.as_ref().map(|a| {
+        let text = |key: &str, v: &Option<String>| {
+            v.clone()
+                .unwrap_or_else(|| defaults::text(&format!("acme.{key}")).into())
+        };
+        let directory = text("directory", &a.directory);
+        if !directory.starts_with("https://") {
+            e.push(
+                "acme.directory",
+                format!("expected an https:// URL, got {directory:?}"),
+            );
+        }
+        let state_dir = text("state_dir", &a.state_dir);
+        if state_dir.is_empty() {
+            e.push("acme.state_dir", "must not be empty");
+        }
+        let challenge = match text("challenge", &a.challenge).as_str() {
+            "tls-alpn-01" => AcmeChallenge::TlsAlpn01,
+            "http-01" => AcmeChallenge::Http01,
+            other => {
+                e.push(
+                    "acme.challenge",
+                    format!("expected tls-alpn-01 or http-01, got {other:?}"),
+                );
+                AcmeChallenge::TlsAlpn01
+            }
+        };
+        AcmeConfig {
+            directory,
+            email: Some(text("email", &a.email)).filter(|s| !s.is_empty()),
+            state_dir: PathBuf::from(state_dir),
+            ca: Some(text("ca", &a.ca))
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
+            challenge,
+            renew_before: e.duration(
+                "acme.renew_before",
+                &a.renew_before,
+                defaults::text("acme.renew_before"),
+            ),
+        }
+    });
+
     let listeners = validate_listeners(&mut e, &raw.listener, admin.as_ref());
+    for (i, l) in listeners.iter().enumerate() {
+        if !l.acme_domains.is_empty() && acme.is_none() {
+            e.push(
+                format!("listener[{i}].acme_domains"),
+                "needs an [acme] section (the directory and where to keep certificates)",
+            );
+        }
+    }
+    if acme
+        .as_ref()
+        .is_some_and(|a| a.challenge == AcmeChallenge::Http01)
+        && listeners.iter().any(|l| !l.acme_domains.is_empty())
+        && listeners.iter().all(|l| l.tls())
+    {
+        e.push(
+            "acme.challenge",
+            "http-01 is answered on a plaintext listener, and there is none",
+        );
+    }
     let pools = validate_pools(&mut e, &raw.pool, opts);
     let routes = validate_routes(&mut e, &raw.route, &listeners, &raw.pool);
     if redis.is_none() {
@@ -253,6 +315,7 @@ pub(super) fn validate(raw: RawConfig, opts: LoadOptions) -> Result<Config, Conf
             admin,
             log,
             redis,
+            acme,
             listeners,
             routes,
             pools,
