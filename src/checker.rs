@@ -127,12 +127,16 @@ fn target(snap: &Snapshot, (pool, addr): &(String, String)) -> Option<(Arc<Backe
 async fn run(backend: Arc<Backend>, mut target: watch::Receiver<Target>) {
     loop {
         let t = target.borrow_and_update().clone();
-        let ok = check_once(&backend, &t).await;
-        if let Some(up) =
-            backend.observe_check(ok, t.config.healthy_threshold, t.config.unhealthy_threshold)
-        {
-            let (from, to) = if up { ("down", "up") } else { ("up", "down") };
-            tracing::warn!(pool = %backend.pool, backend = %backend.addr, from, to, "backend health changed");
+        // A backend in maintenance (admin API) is not checked: it is being
+        // worked on, and its health is whatever the last checks said.
+        if backend.admin_state() != crate::backend::AdminState::Maint {
+            let ok = check_once(&backend, &t).await;
+            if let Some(up) =
+                backend.observe_check(ok, t.config.healthy_threshold, t.config.unhealthy_threshold)
+            {
+                let (from, to) = if up { ("down", "up") } else { ("up", "down") };
+                tracing::warn!(pool = %backend.pool, backend = %backend.addr, from, to, "backend health changed");
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(t.config.interval) => {}

@@ -8,11 +8,37 @@ use crate::config::{Config, ConfigError, ConfigErrors, LoadOptions};
 use std::sync::Arc;
 
 /// The loaded files of one config.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Files {
     pub tls: crate::tls::Tls,
     /// Per route (in config order): its basic-auth users, if it has any.
     pub users: Vec<Option<Arc<Users>>>,
+    /// The admin write token (`admin.token_file`), if one is set.
+    pub admin_token: Option<AdminToken>,
+}
+
+/// The bearer token of the admin write endpoints. Never printed; compared
+/// in constant time.
+#[derive(Clone, Default)]
+pub struct AdminToken(Arc<str>);
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(***)")
+    }
+}
+
+impl AdminToken {
+    /// Whether `given` is the token, in time that depends only on the
+    /// lengths (so a guesser learns nothing from how long a refusal takes).
+    pub fn matches(&self, given: &[u8]) -> bool {
+        let want = self.0.as_bytes();
+        let mut diff = want.len() ^ given.len();
+        for (i, &w) in want.iter().enumerate() {
+            diff |= usize::from(w ^ given.get(i).copied().unwrap_or(0));
+        }
+        std::hint::black_box(diff) == 0
+    }
 }
 
 pub fn load(config: &mut Config, opts: LoadOptions) -> Result<Files, ConfigErrors> {
@@ -45,8 +71,37 @@ pub fn load(config: &mut Config, opts: LoadOptions) -> Result<Files, ConfigError
             }
         }
     }
+    let mut admin_token = None;
+    if let Some(file) = config.admin.as_ref().and_then(|a| a.token_file.as_ref()) {
+        let read = if opts.read_files {
+            std::fs::read_to_string(file)
+                .map_err(|e| format!("cannot read {}: {e}", file.display()))
+        } else {
+            Err(format!(
+                "cannot read {}: file access is off",
+                file.display()
+            ))
+        };
+        match read {
+            Ok(text) if !text.trim().is_empty() => {
+                admin_token = Some(AdminToken(text.trim().into()));
+            }
+            Ok(_) => errors.push(ConfigError {
+                path: "admin.token_file".into(),
+                message: format!("{} is empty", file.display()),
+            }),
+            Err(message) => errors.push(ConfigError {
+                path: "admin.token_file".into(),
+                message,
+            }),
+        }
+    }
     match tls {
-        Ok(tls) if errors.is_empty() => Ok(Files { tls, users }),
+        Ok(tls) if errors.is_empty() => Ok(Files {
+            tls,
+            users,
+            admin_token,
+        }),
         Ok(_) => Err(ConfigErrors(errors)),
         Err(mut e) => {
             e.0.append(&mut errors);

@@ -31,6 +31,10 @@ pub struct Metrics {
     backend_in_flight: IntGaugeVec,
     breaker_state: IntGaugeVec,
     queue_length: IntGaugeVec,
+    backend_weight: IntGaugeVec,
+    connections_opened: IntCounterVec,
+    admin_state: IntGaugeVec,
+    pub upgrades: IntCounterVec,
     certificate_expiry: IntGaugeVec,
     pub rate_limited: IntCounterVec,
     pub retries: IntCounterVec,
@@ -141,6 +145,30 @@ impl Default for Metrics {
                 "Requests waiting for a connection to the backend (at max_connections)",
                 &["pool", "backend"],
             ),
+            backend_weight: gauge(
+                &r,
+                "sluice_backend_weight",
+                "Effective weight of the backend now (runtime override or the file's)",
+                &["pool", "backend"],
+            ),
+            connections_opened: counter(
+                &r,
+                "sluice_upstream_connections_opened_total",
+                "New connections opened to the backend",
+                &["pool", "backend"],
+            ),
+            admin_state: gauge(
+                &r,
+                "sluice_backend_admin_state",
+                "Runtime state of the backend: 0 ready, 1 drain, 2 maint",
+                &["pool", "backend"],
+            ),
+            upgrades: counter(
+                &r,
+                "sluice_upgrades_total",
+                "Binary upgrades (SIGUSR2) this process started",
+                &["result"],
+            ),
             certificate_expiry: gauge(
                 &r,
                 "sluice_certificate_expiry_timestamp_seconds",
@@ -186,6 +214,8 @@ impl Default for Metrics {
         // computed before the first failure.
         for result in ["success", "failure"] {
             m.reloads.with_label_values(&[result]);
+            m.upgrades.with_label_values(&[result]);
+            m.acme_renewals.with_label_values(&[result]);
         }
         m
     }
@@ -232,6 +262,9 @@ impl Metrics {
         self.backend_in_flight.reset();
         self.breaker_state.reset();
         self.queue_length.reset();
+        self.backend_weight.reset();
+        self.connections_opened.reset();
+        self.admin_state.reset();
         for b in backends {
             let labels = [b.pool, b.addr];
             self.backend_up
@@ -246,6 +279,17 @@ impl Metrics {
             self.queue_length
                 .with_label_values(&labels)
                 .set(b.queue as i64);
+            self.backend_weight
+                .with_label_values(&labels)
+                .set(i64::from(b.weight));
+            self.admin_state
+                .with_label_values(&labels)
+                .set(i64::from(b.admin_state));
+            // Counted in the backend's state (which outlives reloads) and
+            // copied at scrape time, like the gauges.
+            self.connections_opened
+                .with_label_values(&labels)
+                .inc_by(b.connections_opened);
         }
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
@@ -274,4 +318,10 @@ pub struct BackendGauges<'a> {
     pub breaker: u8,
     /// Requests waiting for a connection.
     pub queue: usize,
+    /// The weight the strategy uses now.
+    pub weight: u32,
+    /// 0 ready, 1 drain, 2 maint.
+    pub admin_state: u8,
+    /// Connections opened to it so far.
+    pub connections_opened: u64,
 }

@@ -10,7 +10,7 @@
 //! with it (the round-robin position, the hash ring).
 
 use crate::backend::breaker;
-use crate::backend::{Backend, Lease};
+use crate::backend::{AdminState, Backend, Lease};
 use crate::balance::{self, Balancer, Member};
 use crate::config::PoolConfig;
 use crate::limit::Budget;
@@ -30,6 +30,11 @@ pub struct Reasons {
     pub breaker_open: bool,
     pub rate_limited: bool,
     pub max_in_flight: bool,
+    /// Runtime control: drained or in maintenance.
+    pub drain: bool,
+    pub maint: bool,
+    /// Weight 0 (set at run time) takes no new requests.
+    pub weight_zero: bool,
 }
 
 impl Reasons {
@@ -40,7 +45,28 @@ impl Reasons {
             || (passive && self.unreachable)
             || self.breaker_open
             || self.rate_limited
-            || self.max_in_flight)
+            || self.max_in_flight
+            || self.drain
+            || self.maint
+            || self.weight_zero)
+    }
+
+    /// The names of the reasons set, as `explain` lists them. The pass-over
+    /// after a failed connection is reported as `down` (it is the passive
+    /// form of a failed check).
+    pub fn names(self) -> Vec<&'static str> {
+        [
+            (self.down || self.unreachable, "down"),
+            (self.breaker_open, "breaker_open"),
+            (self.rate_limited, "rate_limited"),
+            (self.max_in_flight, "max_in_flight"),
+            (self.drain, "drain"),
+            (self.maint, "maint"),
+            (self.weight_zero, "weight_zero"),
+        ]
+        .into_iter()
+        .filter_map(|(set, name)| set.then_some(name))
+        .collect()
     }
 }
 
@@ -81,10 +107,9 @@ impl Pool {
                     m.backend.clone()
                 })
                 .unwrap_or_else(|| Arc::new(Backend::new(&name, &b.addr, config.connect_timeout)));
-            members.push(Member {
-                backend,
-                weight: b.weight,
-            });
+            // A runtime weight (admin API) replaces the file's.
+            let weight = backend.weight_override().unwrap_or(b.weight);
+            members.push(Member { backend, weight });
             addrs.push(b.resolved);
         }
         // The same strategy over the same members: the previous balancer
@@ -101,6 +126,8 @@ impl Pool {
             Some(p) if same => p.balancer.clone(),
             _ => balance::build(kind(config.strategy), &members),
         };
+        // The pool's retry series exists from the start, at 0.
+        metrics.retries.with_label_values(&[&*name]);
         let upstream_duration = members
             .iter()
             .map(|m| {
@@ -132,7 +159,11 @@ impl Pool {
     pub fn reasons(&self, i: usize, now: Instant) -> Reasons {
         let b = &self.members[i].backend;
         let max = self.config.max_in_flight;
+        let state = b.admin_state();
         Reasons {
+            drain: state == AdminState::Drain,
+            maint: state == AdminState::Maint,
+            weight_zero: self.members[i].weight == 0,
             down: !b.is_up(),
             unreachable: !b.reachable(now),
             breaker_open: self
@@ -191,12 +222,22 @@ impl Pool {
         Err(self.refusal(now))
     }
 
+    /// The member a request with hash `key` would be sent to now, without
+    /// admitting it: for `explain`, and only meaningful for the hash
+    /// strategies (the others move on with every pick).
+    pub fn would_pick(&self, key: u64) -> Option<usize> {
+        let now = Instant::now();
+        self.balancer.pick(&self.members, Some(key), &|i| {
+            self.reasons(i, now).usable(true)
+        })
+    }
+
     /// Why nothing was admitted: rate limits, if a token would have made a
     /// backend usable; otherwise no backend at all.
     fn refusal(&self, now: Instant) -> Refusal {
         let blocked_by_tokens = (0..self.members.len()).any(|i| {
             let r = self.reasons(i, now);
-            r.rate_limited && !r.down && !r.breaker_open
+            r.rate_limited && !r.down && !r.breaker_open && !r.drain && !r.maint && !r.weight_zero
         });
         if blocked_by_tokens {
             Refusal::RateLimited

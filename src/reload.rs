@@ -146,9 +146,9 @@ impl Sluice {
         }
         // 2. Publish: from here on new requests see the new config. The
         // snapshot reuses what the plan keeps (by the plan's keys).
-        let previous = self.shared.snapshot();
-        let snap = Snapshot::build(config, files, Some(&previous), &self.shared.metrics);
-        self.shared.publish(snap);
+        self.shared.publish_with(|previous| {
+            Snapshot::build(config, files, Some(previous), &self.shared.metrics)
+        });
         let snap = self.shared.snapshot();
         // 3. Health checkers: start, retune, stop.
         self.checkers

@@ -92,6 +92,11 @@ pub struct Snapshot {
     /// The shared buckets of `scope = "global"` limits (`[redis]`); kept,
     /// with its connection, by a reload that leaves `[redis]` unchanged.
     pub redis: Option<Arc<crate::global_limit::GlobalLimiter>>,
+    /// The admin write token, read from `admin.token_file` at load.
+    pub admin_token: Option<crate::files::AdminToken>,
+    /// The files this snapshot was built with, for a rebuild after a
+    /// runtime change (see `Shared::rebuild`).
+    files: crate::files::Files,
 }
 
 impl Snapshot {
@@ -109,7 +114,12 @@ impl Snapshot {
                 (p.name.clone(), Arc::new(Pool::build(p, prev, metrics)))
             })
             .collect();
-        let crate::files::Files { tls, users } = files;
+        let kept_files = files.clone();
+        let crate::files::Files {
+            tls,
+            users,
+            admin_token,
+        } = files;
         let routes: Vec<Arc<Route>> = config
             .routes
             .iter()
@@ -211,6 +221,8 @@ impl Snapshot {
                 })
         });
         Snapshot {
+            files: kept_files,
+            admin_token,
             redis,
             config: Arc::new(config),
             pools,
@@ -239,6 +251,10 @@ impl Snapshot {
 /// State shared by every task: the current snapshot and process flags.
 pub struct Shared {
     snapshot: ArcSwap<Snapshot>,
+    /// Held while a new snapshot is built from the current one and
+    /// published, so a reload and a runtime change never both build from
+    /// the same snapshot and the later store loses the other's change.
+    publishing: std::sync::Mutex<()>,
     pub metrics: Metrics,
     draining: AtomicBool,
 }
@@ -247,6 +263,7 @@ impl Shared {
     pub fn new(snapshot: Snapshot, metrics: Metrics) -> Shared {
         Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
+            publishing: std::sync::Mutex::new(()),
             metrics,
             draining: AtomicBool::new(false),
         }
@@ -257,9 +274,26 @@ impl Shared {
         self.snapshot.load_full()
     }
 
-    /// Publishes a new snapshot with one atomic store.
-    pub fn publish(&self, snapshot: Snapshot) {
-        self.snapshot.store(Arc::new(snapshot));
+    /// Builds the next snapshot from the current one and publishes it with
+    /// one atomic store; builds are serialised (see `publishing`).
+    pub fn publish_with(&self, build: impl FnOnce(&Snapshot) -> Snapshot) {
+        let _one_at_a_time = self.publishing.lock().unwrap_or_else(|p| p.into_inner());
+        let next = build(&self.snapshot.load());
+        self.snapshot.store(Arc::new(next));
+    }
+
+    /// Rebuilds the current snapshot from its own config and files: after a
+    /// runtime change to a backend (its weight), so that strategies built
+    /// once per snapshot (schedules, rings) see it from the next request.
+    pub fn rebuild(&self) {
+        self.publish_with(|current| {
+            Snapshot::build(
+                (*current.config).clone(),
+                current.files.clone(),
+                Some(current),
+                &self.metrics,
+            )
+        });
     }
 
     pub fn set_draining(&self) {

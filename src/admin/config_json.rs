@@ -177,7 +177,11 @@ pub fn config_json(c: &Config) -> Value {
             "worker_threads": c.runtime.worker_threads,
             "shutdown_grace": dur(c.runtime.shutdown_grace),
         },
-        "admin": c.admin.as_ref().map(|a| json!({ "bind": a.bind.to_string() })),
+        "admin": c.admin.as_ref().map(|a| json!({
+            "bind": a.bind.to_string(),
+            // The path only: the token itself never leaves the process.
+            "token_file": a.token_file.as_ref().map(|f| f.display().to_string()),
+        })),
         "log": {
             "level": c.log.level,
             "format": match c.log.format {

@@ -2,6 +2,8 @@
 //! and `/status`, on its own port (loopback by default).
 
 mod config_json;
+mod control;
+mod explain;
 mod status;
 
 use crate::snapshot::{Shared, Snapshot};
@@ -94,6 +96,13 @@ async fn handle(
     shared: Arc<Shared>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     const TEXT: &str = "text/plain; charset=utf-8";
+    if let Some(rest) = req.uri().path().strip_prefix("/api/v1/pools/") {
+        if req.method() != Method::PUT {
+            return Ok(reply(StatusCode::METHOD_NOT_ALLOWED, TEXT, "only PUT\n"));
+        }
+        let rest = rest.to_string();
+        return Ok(control::put_backend(req, &rest, &shared).await);
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Ok(reply(StatusCode::METHOD_NOT_ALLOWED, TEXT, "only GET\n"));
     }
@@ -116,6 +125,9 @@ async fn handle(
             shared.metrics.render(
                 snap.pools.values().flat_map(|pool| {
                     pool.members.iter().map(|m| crate::metrics::BackendGauges {
+                        weight: m.weight,
+                        admin_state: m.backend.admin_state() as u8,
+                        connections_opened: m.backend.conns.opened(),
                         pool: &pool.name,
                         addr: &m.backend.addr,
                         up: m.backend.is_up(),
@@ -149,6 +161,14 @@ async fn handle(
             "application/json",
             pools_json(&snap).to_string(),
         ),
+        "/api/v1/explain" => match explain::Question::parse(req.uri().query().unwrap_or("")) {
+            Ok(q) => reply(
+                StatusCode::OK,
+                "application/json",
+                explain::explain(&snap, &q).to_string(),
+            ),
+            Err(e) => reply(StatusCode::BAD_REQUEST, TEXT, format!("{e}\n")),
+        },
         "/api/v1/config" => reply(
             StatusCode::OK,
             "application/json",
@@ -162,7 +182,7 @@ async fn handle(
         "/" => reply(
             StatusCode::OK,
             TEXT,
-            "sluice admin: /status /metrics /api/v1/pools /api/v1/config /healthz /readyz\n",
+            "sluice admin: /status /metrics /api/v1/pools /api/v1/config /api/v1/explain /healthz /readyz\n",
         ),
         _ => reply(StatusCode::NOT_FOUND, TEXT, "not found\n"),
     })
@@ -174,28 +194,8 @@ pub fn pools_json(snap: &Snapshot) -> serde_json::Value {
         .pools
         .values()
         .map(|p| {
-            let backends: Vec<serde_json::Value> = p
-                .members
-                .iter()
-                .map(|m| {
-                    let b = &m.backend;
-                    let (requests, errors) = b.totals();
-                    serde_json::json!({
-                        "addr": &*b.addr,
-                        "weight": m.weight,
-                        "health": if b.is_up() { "up" } else { "down" },
-                        "health_checked": p.config.health_check.is_some(),
-                        "breaker": b.breaker.state().name(),
-                        "in_flight": b.in_flight(),
-                        "connections": b.conns.open(),
-                        "idle_connections": b.conns.idle(),
-                        "queue": b.conns.waiting(),
-                        "latency_ms": (b.latency_ns() / 1e6 * 1000.0).round() / 1000.0,
-                        "requests": requests,
-                        "errors": errors,
-                    })
-                })
-                .collect();
+            let backends: Vec<serde_json::Value> =
+                (0..p.members.len()).map(|i| backend_json(p, i)).collect();
             serde_json::json!({
                 "name": &*p.name,
                 "strategy": p.config.strategy.as_str(),
@@ -204,4 +204,64 @@ pub fn pools_json(snap: &Snapshot) -> serde_json::Value {
         })
         .collect();
     serde_json::json!({ "pools": pools })
+}
+
+/// One backend of a pool with its live state, runtime control included.
+pub fn backend_json(p: &crate::snapshot::Pool, i: usize) -> serde_json::Value {
+    let m = &p.members[i];
+    let b = &m.backend;
+    let (requests, errors) = b.totals();
+    serde_json::json!({
+        "addr": &*b.addr,
+        "weight": m.weight,
+        "config_weight": p.config.backends.get(i).map_or(m.weight, |c| c.weight),
+        "admin_state": b.admin_state().name(),
+        "health": if b.is_up() { "up" } else { "down" },
+        "health_checked": p.config.health_check.is_some(),
+        "breaker": b.breaker.state().name(),
+        "in_flight": b.in_flight(),
+        "connections": b.conns.open(),
+        "idle_connections": b.conns.idle(),
+        "queue": b.conns.waiting(),
+        "latency_ms": (b.latency_ns() / 1e6 * 1000.0).round() / 1000.0,
+        "requests": requests,
+        "errors": errors,
+    })
+}
+
+/// Decodes `%XX` escapes (an IPv6 address's brackets, for one); None if an
+/// escape is malformed or the result is not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn addresses_are_percent_decoded() {
+        use super::percent_decode;
+        assert_eq!(
+            percent_decode("%5B%3A%3A1%5D:80").as_deref(),
+            Some("[::1]:80")
+        );
+        assert_eq!(
+            percent_decode("10.0.0.1:80").as_deref(),
+            Some("10.0.0.1:80")
+        );
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%5"), None);
+    }
 }

@@ -11,7 +11,7 @@ pub mod health;
 pub mod latency;
 
 use crate::limit::SharedBucket;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -46,6 +46,42 @@ pub struct Backend {
     /// Until when (ns since `epoch`) the backend is passed over after a
     /// connection to it failed.
     unreachable_until: AtomicU64,
+    /// Runtime control (`PUT /api/v1/pools/..`): kept here, outside the
+    /// snapshot, so it outlives reloads while the backend stays.
+    admin_state: AtomicU8,
+    /// The runtime weight, or `NO_WEIGHT` for the file's.
+    weight_override: AtomicU32,
+}
+
+const NO_WEIGHT: u32 = u32::MAX;
+
+/// What an operator set at run time: `ready` takes requests as usual,
+/// `drain` takes no new ones (in-flight ones finish), `maint` takes none
+/// and is not health-checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminState {
+    Ready = 0,
+    Drain = 1,
+    Maint = 2,
+}
+
+impl AdminState {
+    pub fn name(self) -> &'static str {
+        match self {
+            AdminState::Ready => "ready",
+            AdminState::Drain => "drain",
+            AdminState::Maint => "maint",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AdminState> {
+        match s {
+            "ready" => Some(AdminState::Ready),
+            "drain" => Some(AdminState::Drain),
+            "maint" => Some(AdminState::Maint),
+            _ => None,
+        }
+    }
 }
 
 impl Backend {
@@ -64,7 +100,34 @@ impl Backend {
             conns: conns::Conns::new(connect_timeout),
             epoch: Instant::now(),
             unreachable_until: AtomicU64::new(0),
+            admin_state: AtomicU8::new(AdminState::Ready as u8),
+            weight_override: AtomicU32::new(NO_WEIGHT),
         }
+    }
+
+    pub fn admin_state(&self) -> AdminState {
+        match self.admin_state.load(Ordering::Acquire) {
+            1 => AdminState::Drain,
+            2 => AdminState::Maint,
+            _ => AdminState::Ready,
+        }
+    }
+
+    pub fn set_admin_state(&self, state: AdminState) {
+        self.admin_state.store(state as u8, Ordering::Release);
+    }
+
+    /// The runtime weight, if one is set.
+    pub fn weight_override(&self) -> Option<u32> {
+        match self.weight_override.load(Ordering::Acquire) {
+            NO_WEIGHT => None,
+            w => Some(w),
+        }
+    }
+
+    pub fn set_weight_override(&self, weight: Option<u32>) {
+        self.weight_override
+            .store(weight.unwrap_or(NO_WEIGHT), Ordering::Release);
     }
 
     /// Counts one try and whether it failed.

@@ -28,6 +28,10 @@ impl Balancer for WeightedRandom {
         usable: &dyn Fn(usize) -> bool,
     ) -> Option<usize> {
         let total = *self.cumulative.last()?;
+        if total == 0 {
+            // Every weight set to 0 at run time.
+            return None;
+        }
         // A few blind draws, then an exact draw among the usable ones.
         for _ in 0..4 {
             let r = fastrand::u64(0..total);

@@ -12,6 +12,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("runtime.worker_threads", "0"),
     ("runtime.shutdown_grace", "\"30s\""),
     ("admin.bind", "\"127.0.0.1:9901\""),
+    ("admin.token_file", "\"\""),
     ("log.level", "\"info\""),
     ("log.format", "\"json\""),
     ("log.access_log", "true"),

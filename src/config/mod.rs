@@ -124,6 +124,9 @@ pub struct RuntimeConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdminConfig {
     pub bind: SocketAddr,
+    /// The file holding the bearer token of write endpoints (read with the
+    /// other files, see `files`); none: writes are refused.
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

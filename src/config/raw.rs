@@ -34,6 +34,7 @@ pub struct RawRuntime {
 #[serde(default)]
 pub struct RawAdmin {
     pub bind: Option<String>,
+    pub token_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -184,7 +184,7 @@ fn global_key(route: &str, key: &RateLimitKey, ip: IpAddr, head: &dyn Head) -> S
 }
 
 /// The consistent-hash key of a request, for the hash strategies.
-fn hash_key(pool: &Pool, client_ip: IpAddr, path: &str, path_and_query: &str) -> Option<u64> {
+pub fn hash_key(pool: &Pool, client_ip: IpAddr, path: &str, path_and_query: &str) -> Option<u64> {
     match pool.config.strategy {
         Strategy::IpHash => Some(match client_ip {
             IpAddr::V4(v4) => hash_bytes(&v4.octets()),

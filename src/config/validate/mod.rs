@@ -171,7 +171,13 @@ pub(super) fn validate(raw: RawConfig, opts: LoadOptions) -> Result<Config, Conf
             .bind
             .clone()
             .or_else(|| Some(defaults::text("admin.bind").into()));
-        e.bind("admin.bind", &bind).map(|bind| AdminConfig { bind })
+        let token_file = a
+            .token_file
+            .as_deref()
+            .filter(|f| !f.is_empty())
+            .map(std::path::PathBuf::from);
+        e.bind("admin.bind", &bind)
+            .map(|bind| AdminConfig { bind, token_file })
     });
 
     let level = raw
