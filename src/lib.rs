@@ -31,6 +31,7 @@ pub mod route;
 pub mod server;
 pub mod snapshot;
 pub mod tls;
+pub mod upgrade;
 pub mod workers;
 
 use config::Config;
@@ -78,6 +79,9 @@ impl std::error::Error for BindError {}
 impl BindError {
     /// Binds `addr` for the listener named `listener`, naming it on failure.
     pub fn bind(listener: &str, addr: SocketAddr) -> Result<std::net::TcpListener, BindError> {
+        if let Some(s) = upgrade::take(listener, addr, 1).pop() {
+            return Ok(s);
+        }
         server::bind(addr).map_err(|source| BindError {
             listener: listener.to_string(),
             addr,
@@ -91,11 +95,22 @@ impl BindError {
         addr: SocketAddr,
         workers: usize,
     ) -> Result<Vec<std::net::TcpListener>, BindError> {
-        server::bind_workers(addr, workers).map_err(|source| BindError {
+        let named = |source| BindError {
             listener: listener.to_string(),
             addr,
             source,
-        })
+        };
+        // Sockets handed over by an upgrade first; more are bound beside
+        // them (SO_REUSEPORT) if this process runs more workers.
+        let mut sockets = upgrade::take(listener, addr, workers.max(1));
+        if let Some(first) = sockets.first() {
+            let actual = first.local_addr().map_err(named)?;
+            while sockets.len() < workers {
+                sockets.push(server::bind_reuse_port(actual).map_err(named)?);
+            }
+            return Ok(sockets);
+        }
+        server::bind_workers(addr, workers).map_err(named)
     }
 }
 
@@ -206,6 +221,32 @@ impl Sluice {
         &self.shared
     }
 
+    /// Starts the binary again with every listening socket (SIGUSR2) and
+    /// waits until the new process serves; then this one should drain and
+    /// exit. On failure this one serves on. Counted in
+    /// `sluice_upgrades_total`.
+    pub async fn upgrade(&self) -> Result<u32, upgrade::UpgradeError> {
+        // Held across the handover, so no reload changes the sockets meanwhile.
+        let listeners = self.listeners.lock().await;
+        let admin = self.admin.lock().await;
+        let mut sockets: Vec<(String, &std::net::TcpListener)> = Vec::new();
+        for l in listeners.iter() {
+            let key = upgrade::key(&l.name(), l.bind);
+            sockets.extend(l.sockets().iter().map(|s| (key.clone(), s)));
+        }
+        if let Some(a) = admin.as_ref() {
+            sockets.push((upgrade::key("admin", a.bind), &a.handover));
+        }
+        let result = upgrade::start_successor(&sockets).await;
+        let label = if result.is_ok() { "success" } else { "failure" };
+        self.shared
+            .metrics
+            .upgrades
+            .with_label_values(&[label])
+            .inc();
+        result
+    }
+
     /// Connections accepted by each worker so far (diagnostics).
     pub fn worker_connections(&self) -> Vec<u64> {
         self.workers.accepted_counts()
@@ -243,13 +284,24 @@ where
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn wait_for_shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM. The handlers are registered when this is
+/// called, not when it is first polled.
+pub fn wait_for_shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    match (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) {
+    );
+    async move { shutdown_signal(handlers).await }
+}
+
+async fn shutdown_signal(
+    handlers: (
+        std::io::Result<tokio::signal::unix::Signal>,
+        std::io::Result<tokio::signal::unix::Signal>,
+    ),
+) {
+    match handlers {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {},
@@ -266,27 +318,58 @@ pub async fn wait_for_shutdown_signal() {
     }
 }
 
-/// The signal loop of the binary: SIGHUP reloads `path`; SIGTERM and SIGINT
-/// drain for up to `grace` and return.
-pub async fn serve_signals(sluice: &Sluice, path: &std::path::Path, grace: Duration) {
+/// The signal loop of the binary: SIGHUP reloads `path`; SIGUSR2 hands the
+/// listening sockets to a new copy of the binary, then drains; SIGTERM and
+/// SIGINT drain for up to `grace` and return. The service manager hears of
+/// each step (`upgrade::notify`). `ready` runs once the signal handlers are
+/// in place (a SIGHUP sent as soon as sluice says it is ready must not
+/// find the default action, which ends the process).
+pub async fn serve_signals(
+    sluice: &Sluice,
+    path: &std::path::Path,
+    grace: Duration,
+    ready: impl FnOnce(),
+) {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = match signal(SignalKind::hangup()) {
+    let listen = |kind: SignalKind, name: &str| match signal(kind) {
         Ok(s) => Some(s),
         Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGHUP; reload disabled");
+            tracing::error!(error = %e, signal = name, "cannot listen for the signal");
             None
         }
     };
+    let mut hup = listen(SignalKind::hangup(), "SIGHUP");
+    let mut usr2 = listen(SignalKind::user_defined2(), "SIGUSR2");
     let shutdown = wait_for_shutdown_signal();
     tokio::pin!(shutdown);
+    ready();
+    let mut upgraded = false;
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => None } } => {
+                upgrade::notify::reloading();
                 // Errors are logged and counted inside; the old config serves on.
                 let _outcome = sluice.reload_from(path).await;
+                upgrade::notify::reloaded();
+            }
+            Some(()) = async { match usr2.as_mut() { Some(u) => u.recv().await, None => None } } => {
+                tracing::info!("SIGUSR2: starting the new binary with the listening sockets");
+                match sluice.upgrade().await {
+                    Ok(pid) => {
+                        tracing::info!(new_pid = pid, "upgrade: the new process serves; this one drains and exits");
+                        upgraded = true;
+                        break;
+                    }
+                    Err(e) => tracing::error!(error = %e, "upgrade failed; this process serves on"),
+                }
             }
         }
+    }
+    // After an upgrade the new process is the service; telling the manager
+    // that this one stops would stop the service.
+    if !upgraded {
+        upgrade::notify::stopping();
     }
     let grace = sluice
         .shared()

@@ -36,6 +36,10 @@ struct Cli {
     /// Validate the config (and its certificate files) and exit.
     #[arg(long)]
     check: bool,
+    /// Keep the current process id in FILE (after a binary upgrade, the new
+    /// process's).
+    #[arg(long, value_name = "FILE")]
+    pid_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -58,7 +62,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Demo { listen, admin }) => demo(listen, admin),
         None if cli.check => check(&cli.config),
-        None => run(&cli.config),
+        None => run(&cli.config, cli.pid_file.as_deref()),
     }
 }
 
@@ -108,7 +112,58 @@ fn demo(listen: SocketAddr, admin: SocketAddr) -> ExitCode {
     }
 }
 
-fn run(path: &Path) -> ExitCode {
+/// Adopts the listening sockets a previous sluice handed over on SIGUSR2
+/// (see `sluice::upgrade`), and forgets the variable so that nothing else
+/// reads it again.
+fn adopt_inherited_sockets() {
+    use std::os::fd::FromRawFd;
+    let Some(text) = std::env::var_os(sluice::upgrade::FDS_ENV) else {
+        return;
+    };
+    std::env::remove_var(sluice::upgrade::FDS_ENV);
+    let mut sockets = Vec::new();
+    for (fd, key) in sluice::upgrade::parse_fds(&text.to_string_lossy()) {
+        // SAFETY: the previous process listed these descriptors as the
+        // listening sockets it let this process inherit (close-on-exec
+        // cleared for this one exec), nothing in this process has opened
+        // or adopted them yet (this runs first, once, before any thread),
+        // and each is owned from here on by exactly one TcpListener.
+        let socket = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+        // Anything but a listening TCP socket is refused (and closed).
+        match socket
+            .local_addr()
+            .and_then(|_| socket.set_nonblocking(true))
+        {
+            Ok(()) => sockets.push((key, socket)),
+            Err(e) => eprintln!("sluice: inherited descriptor {fd} ({key}) is unusable: {e}"),
+        }
+    }
+    sluice::upgrade::adopt(sockets);
+}
+
+/// Writes this process's id to the pid file.
+fn write_pid(file: &Path) {
+    if let Err(e) = std::fs::write(file, format!("{}\n", std::process::id())) {
+        tracing::error!(file = %file.display(), error = %e, "cannot write the pid file");
+    }
+}
+
+/// Removes the pid file, unless another process (the upgraded one) has
+/// written its own id there since.
+fn remove_pid(file: &Path) {
+    let ours =
+        std::fs::read_to_string(file).is_ok_and(|t| t.trim() == std::process::id().to_string());
+    if ours {
+        let _ = std::fs::remove_file(file);
+    }
+}
+
+fn run(path: &Path, pid_file: Option<&Path>) -> ExitCode {
+    adopt_inherited_sockets();
+    // Read and cleared before any other thread runs: started by an upgrade,
+    // the previous process waits to hear from this one here.
+    let predecessor = std::env::var_os(sluice::upgrade::READY_ENV);
+    std::env::remove_var(sluice::upgrade::READY_ENV);
     let (config, files) = match sluice::load_config(path) {
         Ok(c) => c,
         Err(errors) => {
@@ -139,7 +194,28 @@ fn run(path: &Path) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        sluice::serve_signals(&sluice, path, grace).await;
+        let unused = sluice::upgrade::release_unused();
+        if unused > 0 {
+            tracing::info!(sockets = unused, "closed handed-over sockets the config no longer uses");
+        }
+        if let Some(f) = pid_file {
+            write_pid(f);
+        }
+        // Started by an upgrade: the old process drains once it hears this.
+        let upgraded = predecessor.is_some();
+        let ready = || {
+            if let Some(name) = &predecessor {
+                if let Err(e) = sluice::upgrade::tell_predecessor(name) {
+                    tracing::error!(error = %e, "cannot tell the previous process that this one serves");
+                }
+            }
+            sluice::upgrade::notify::ready(upgraded);
+            tracing::info!(pid = std::process::id(), upgraded, "serving");
+        };
+        sluice::serve_signals(&sluice, path, grace, ready).await;
+        if let Some(f) = pid_file {
+            remove_pid(f);
+        }
         ExitCode::SUCCESS
     })
 }

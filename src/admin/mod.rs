@@ -29,6 +29,8 @@ pub struct Admin {
     pub local_addr: SocketAddr,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    /// A copy of the listening socket, for a binary upgrade to hand over.
+    pub handover: std::net::TcpListener,
 }
 
 impl Admin {
@@ -37,6 +39,7 @@ impl Admin {
         socket: std::net::TcpListener,
         shared: Arc<Shared>,
     ) -> std::io::Result<Admin> {
+        let handover = socket.try_clone()?;
         let listener = TcpListener::from_std(socket)?;
         let local_addr = listener.local_addr()?;
         let (stop, stopped) = watch::channel(false);
@@ -66,10 +69,12 @@ impl Admin {
             local_addr,
             stop,
             task,
+            handover,
         })
     }
 
     pub async fn stop(self) {
+        drop(self.handover);
         self.stop.send_replace(true);
         if let Err(e) = self.task.await {
             tracing::error!(error = %e, "admin task failed");

@@ -254,8 +254,10 @@ impl<S: Stream> Conn<S> {
                             }),
                         ),
                         None => {
-                            // Idle between requests: a drain closes it now.
-                            if *self.stop.borrow() {
+                            // Idle between requests while draining: parked,
+                            // it closes if it stays idle (see DRAIN_IDLE);
+                            // a stream that cannot park closes now.
+                            if *self.stop.borrow() && !parkable {
                                 return Poll::Ready(HeadRead::Closed);
                             }
                             let idle = idle_since + limits.idle_timeout;

@@ -48,6 +48,11 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     socket(addr, false)
 }
 
+/// Binds one more SO_REUSEPORT socket beside others at `addr`.
+pub fn bind_reuse_port(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    socket(addr, true)
+}
+
 /// Binds `n` sockets to `addr` (one per worker; SO_REUSEPORT when more
 /// than one). With port 0, the others take the port the first one got.
 pub fn bind_workers(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
@@ -76,6 +81,9 @@ pub struct Listener {
     tasks: Vec<JoinHandle<()>>,
     limit: Arc<Semaphore>,
     max_connections: usize,
+    /// Copies of the listening sockets (the same kernel sockets), for a
+    /// binary upgrade to hand over; dropped first thing on drain.
+    handover: Vec<std::net::TcpListener>,
 }
 
 impl Listener {
@@ -98,6 +106,10 @@ impl Listener {
         let limit = Arc::new(Semaphore::new(max_connections));
         let mut tasks = Vec::new();
         let n = workers.len().max(1);
+        let handover = sockets
+            .iter()
+            .map(|s| s.try_clone())
+            .collect::<std::io::Result<Vec<_>>>()?;
         for (i, socket) in sockets.into_iter().enumerate() {
             let worker = &workers.handles()[i % n];
             // Registered with the worker's own I/O driver.
@@ -122,7 +134,13 @@ impl Listener {
             tasks,
             limit,
             max_connections,
+            handover,
         })
+    }
+
+    /// The listening sockets, for a binary upgrade.
+    pub fn sockets(&self) -> &[std::net::TcpListener] {
+        &self.handover
     }
 
     /// The name it serves under now.
@@ -143,7 +161,9 @@ impl Listener {
     /// Stops accepting (the sockets close at once) and drains: idle
     /// connections close, requests in flight finish. Resolves when every
     /// connection is gone.
-    pub async fn drain(self) {
+    pub async fn drain(mut self) {
+        // No copy may keep a socket open that nothing accepts on.
+        self.handover.clear();
         self.stop.send_replace(true);
         let name = self.name();
         for t in self.tasks {

@@ -15,7 +15,7 @@ pub mod h2;
 mod h2_forward;
 mod listener;
 
-pub use listener::{accept_loop, bind, bind_workers, Listener};
+pub use listener::{accept_loop, bind, bind_reuse_port, bind_workers, Listener};
 
 use crate::http1::conn::{self as h1, Ended, Limits};
 use crate::http1::io::Stream;
@@ -147,8 +147,10 @@ async fn serve_http1<S: Stream>(
             };
             let readable = tokio::select! {
                 biased;
-                // Draining: an idle connection closes at once.
-                _ = stopped(&mut stop) => return,
+                // Draining: an idle connection closes once it has stayed
+                // idle for DRAIN_IDLE; a request sent meanwhile is answered
+                // (with Connection: close).
+                _ = stopped_for(&mut stop, DRAIN_IDLE) => return,
                 // Idle too long: close. No head in time: the engine answers
                 // 408 (its head timer has run out).
                 _ = tokio::time::sleep_until(until) => if idle.is_some() {
@@ -196,6 +198,20 @@ async fn serve_http1<S: Stream>(
             }
         }
     }
+}
+
+/// How long a draining listener's idle keep-alive connections stay open
+/// for a request already on its way. Closing an idle connection races with
+/// a client that sends on it at that moment (nginx and HAProxy lose such
+/// requests on every reload); answering whatever arrives within this
+/// window with `Connection: close`, and closing only what stays idle,
+/// leaves the race to clients that were idle for the whole window.
+pub const DRAIN_IDLE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Resolves `after` the listener stops.
+async fn stopped_for(stop: &mut watch::Receiver<bool>, after: std::time::Duration) {
+    stopped(stop).await;
+    tokio::time::sleep(after).await;
 }
 
 /// Resolves when the listener stops (or is gone).
