@@ -19,6 +19,7 @@ pub mod config;
 pub mod demo;
 pub mod files;
 pub mod global_limit;
+pub mod history;
 pub mod http1;
 pub mod limit;
 pub mod logging;
@@ -195,6 +196,7 @@ impl Sluice {
         let plan = plan::plan(&plan::Running::default(), &config);
         sluice.apply(&plan, config, files).await?;
         sluice.shared.metrics.config_loaded();
+        tokio::spawn(history::run(Arc::downgrade(&sluice.shared)));
         tokio::spawn(acme::run(
             Arc::downgrade(&sluice.shared),
             sluice.acme_wake.clone(),

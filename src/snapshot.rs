@@ -256,6 +256,8 @@ pub struct Shared {
     /// the same snapshot and the later store loses the other's change.
     publishing: std::sync::Mutex<()>,
     pub metrics: Metrics,
+    /// The last five minutes of every backend, for the status page.
+    pub history: crate::history::History,
     draining: AtomicBool,
 }
 
@@ -265,6 +267,7 @@ impl Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             publishing: std::sync::Mutex::new(()),
             metrics,
+            history: Default::default(),
             draining: AtomicBool::new(false),
         }
     }

@@ -37,7 +37,7 @@ async fn browse(extra: &[&str], url: &str) -> String {
         "--hide-scrollbars",
         // Let the page's refresh script run before the DOM is taken.
         "--virtual-time-budget=3000",
-        "--window-size=1000,420",
+        "--window-size=1400,440",
     ])
     .arg(format!("--user-data-dir={}", profile.display()))
     .args(extra)
@@ -109,6 +109,22 @@ open_duration = "1h"
         get(&cl, addr, "x", "/").await;
     }
     eventually(5, || b.checks() >= 1).await;
+    // The charts: sampled once a second, so wait until a sample holds the
+    // requests just sent.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let html = get(&cl, admin, "x", "/status").await.body;
+        let ra = row(&html, "web", &a.addr.to_string()).to_string();
+        if !ra.contains("requests/s: now 0.0/s, max 0.0/s") {
+            assert_eq!(ra.matches("<svg class=\"chart\"").count(), 3, "{ra}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no request in the chart: {ra}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     let url = format!("http://{admin}/status");
     let dom = browse(&["--dump-dom"], &url).await;
@@ -124,6 +140,11 @@ open_duration = "1h"
     assert!(ra.contains("class=\"weight\">3<"), "{ra}");
     assert!(rb.contains("s-down\">down<"), "{rb}");
     assert!(rc.contains("s-open\">open<"), "{rc}");
+    // Charts drawn as inline SVG, for the pool too; the runtime state shows.
+    assert!(ra.contains("<polyline points=\""), "{ra}");
+    assert!(rc.contains("errors/s: now"), "{rc}");
+    assert!(dom.contains("data-charts=\"web\""), "no pool charts");
+    assert!(ra.contains("s-ready\">ready<"), "{ra}");
     // The script ran: it stamps the time of its last refresh.
     assert!(
         dom.contains("Updated "),

@@ -182,7 +182,7 @@ async fn handle(
         "/status" => reply(
             StatusCode::OK,
             "text/html; charset=utf-8",
-            status::page(&snap),
+            status::page(&snap, &shared.history),
         ),
         "/" => reply(
             StatusCode::OK,

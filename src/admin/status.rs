@@ -5,7 +5,73 @@
 //! in place from `/api/v1/pools` every 2 s (no reload, no flicker). No
 //! external asset.
 
+use crate::history::{History, Sample};
 use crate::snapshot::Snapshot;
+use std::fmt::Write;
+
+/// A sparkline of `values` (oldest first, one a second, up to five
+/// minutes) as inline SVG: a line over a light area, its latest value and
+/// maximum in the tooltip. Empty history: an empty frame.
+pub fn sparkline(values: &[f32], colour: &str, title: &str, unit: &str) -> String {
+    const W: f32 = 120.0;
+    const H: f32 = 26.0;
+    let max = values.iter().copied().fold(0.0f32, f32::max);
+    let last = values.last().copied().unwrap_or(0.0);
+    let mut points = String::new();
+    let n = crate::history::SAMPLES as f32;
+    // Right-aligned: the newest sample at the right edge.
+    let offset = n - values.len() as f32;
+    for (i, v) in values.iter().enumerate() {
+        let x = (offset + i as f32) * W / (n - 1.0);
+        let y = if max > 0.0 {
+            H - 1.0 - v / max * (H - 2.0)
+        } else {
+            H - 1.0
+        };
+        let _ = write!(points, "{x:.1},{y:.1} ");
+    }
+    let area = match values.len() {
+        0 => String::new(),
+        _ => format!(
+            "<polygon points=\"{:.1},{H} {points}{W},{H}\" fill=\"{colour}\" fill-opacity=\"0.15\"/>",
+            offset * W / (n - 1.0)
+        ),
+    };
+    format!(
+        "<svg class=\"chart\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"{title}\">\
+         <title>{title}: now {last:.1}{unit}, max {max:.1}{unit} (last 5 min)</title>\
+         <rect width=\"{W}\" height=\"{H}\" fill=\"#fafbfc\" stroke=\"#e6e8ec\"/>{area}\
+         <polyline points=\"{points}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"1.5\"/></svg>"
+    )
+}
+
+/// The three charts of a series of samples.
+fn charts(samples: &[Sample]) -> String {
+    let pick = |f: fn(&Sample) -> f32| samples.iter().map(f).collect::<Vec<f32>>();
+    format!(
+        "<td class=\"charts\">{}{}{}</td>",
+        sparkline(&pick(|s| s.requests), "#2b6cb0", "requests/s", "/s"),
+        sparkline(&pick(|s| s.errors), "#c53030", "errors/s", "/s"),
+        sparkline(&pick(|s| s.p99_ms), "#6b46c1", "p99 latency", " ms"),
+    )
+}
+
+/// A pool's samples: backends' requests and errors added, the worst p99.
+fn pool_samples(each: &[Vec<Sample>]) -> Vec<Sample> {
+    let len = each.iter().map(Vec::len).max().unwrap_or(0);
+    let mut out = vec![Sample::default(); len];
+    for s in each {
+        // Right-aligned: a backend newer than the others has fewer samples.
+        let skip = len - s.len();
+        for (i, x) in s.iter().enumerate() {
+            let o = &mut out[skip + i];
+            o.requests += x.requests;
+            o.errors += x.errors;
+            o.p99_ms = o.p99_ms.max(x.p99_ms);
+        }
+    }
+    out
+}
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -14,15 +80,21 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-pub fn page(snap: &Snapshot) -> String {
+pub fn page(snap: &Snapshot, history: &History) -> String {
     let mut rows = String::new();
     for p in snap.pools.values() {
+        let each: Vec<Vec<Sample>> = p
+            .members
+            .iter()
+            .map(|m| history.of(&p.name, &m.backend.addr))
+            .collect();
         rows.push_str(&format!(
-            "<tbody data-pool=\"{0}\"><tr class=\"pool\"><th colspan=\"8\">pool <b>{0}</b> <span class=\"dim\">{1}</span></th></tr>",
+            "<tbody data-pool=\"{0}\"><tr class=\"pool\" data-charts=\"{0}\"><th colspan=\"9\">pool <b>{0}</b> <span class=\"dim\">{1}</span></th>{2}</tr>",
             esc(&p.name),
-            p.config.strategy.as_str()
+            p.config.strategy.as_str(),
+            charts(&pool_samples(&each)),
         ));
-        for m in &p.members {
+        for (m, samples) in p.members.iter().zip(&each) {
             let b = &m.backend;
             let health = if b.is_up() { "up" } else { "down" };
             let breaker = b.breaker.state().name();
@@ -30,9 +102,11 @@ pub fn page(snap: &Snapshot) -> String {
             rows.push_str(&format!(
                 "<tr class=\"backend\" data-backend=\"{pool}|{addr}\">\
                  <td class=\"addr\">{addr}</td><td class=\"weight\">{weight}</td>\
-                 <td class=\"health s-{health}\">{health}</td><td class=\"breaker s-{breaker}\">{breaker}</td>\
+                 <td class=\"admin_state s-{state}\">{state}</td><td class=\"health s-{health}\">{health}</td><td class=\"breaker s-{breaker}\">{breaker}</td>\
                  <td class=\"in_flight\">{in_flight}</td><td class=\"latency\">{latency:.1} ms</td>\
-                 <td class=\"rate\" data-total=\"{requests}\">&ndash;</td><td class=\"errors\" data-total=\"{errors}\">&ndash;</td></tr>",
+                 <td class=\"rate\" data-total=\"{requests}\">&ndash;</td><td class=\"errors\" data-total=\"{errors}\">&ndash;</td>{charts}</tr>",
+                charts = charts(samples),
+                state = b.admin_state().name(),
                 pool = esc(&p.name),
                 addr = esc(&b.addr),
                 weight = m.weight,
@@ -59,17 +133,32 @@ td.addr{font-family:ui-monospace,monospace}
 .s-up,.s-closed{background:#d9f5e1;color:#12612b}
 .s-down,.s-open{background:#fbdada;color:#8a1515;font-weight:600}
 .s-half_open{background:#fff1cc;color:#7a5600}
+.s-drain{background:#fff1cc;color:#7a5600}.s-maint{background:#e2e4ea;color:#3b4252;font-weight:600}
+td.charts{white-space:nowrap;padding:3px 8px}svg.chart{margin-right:4px;vertical-align:middle}
+.legend span{display:inline-block;width:10px;height:3px;margin:0 4px 2px 10px;vertical-align:middle}
 td.hot{color:#8a1515;font-weight:600}
 #note{margin:8px 0 16px}
 </style></head><body>
 <h1>sluice <span class="dim">status</span></h1>
 <div id="note" class="dim">Refreshes every 2 s. Rates are per second over the last refresh.</div>
-<table><thead><tr><th>backend</th><th>weight</th><th>health</th><th>breaker</th><th>in flight</th><th>latency</th><th>req/s</th><th>errors</th></tr></thead>
+<table><thead><tr><th>backend</th><th>weight</th><th>state</th><th>health</th><th>breaker</th><th>in flight</th><th>latency</th><th>req/s</th><th>errors</th><th class="legend">last 5 min:<span style="background:#2b6cb0"></span>req/s<span style="background:#c53030"></span>errors/s<span style="background:#6b46c1"></span>p99</th></tr></thead>
 {{ROWS}}
 </table>
 <script>
 "use strict";
-let last = null;
+let last = null, ticks = 0;
+// The charts are drawn by sluice: every 10 s, take them from a fresh page.
+async function charts() {
+  const html = await (await fetch("/status", {cache: "no-store"})).text();
+  const doc = new DOMParser().parseFromString(html, "text/html");
+  for (const row of doc.querySelectorAll("tr[data-backend], tr[data-charts]")) {
+    const sel = row.dataset.backend !== undefined
+      ? 'tr[data-backend="' + CSS.escape(row.dataset.backend) + '"]'
+      : 'tr[data-charts="' + CSS.escape(row.dataset.charts) + '"]';
+    const here = document.querySelector(sel), fresh = row.querySelector("td.charts");
+    if (here && fresh) here.querySelector("td.charts").innerHTML = fresh.innerHTML;
+  }
+}
 function cell(row, cls) { return row.querySelector("td." + cls); }
 function setState(td, v) { td.textContent = v; td.className = td.className.replace(/ s-\S+/, "") + " s-" + v; }
 async function refresh() {
@@ -82,6 +171,8 @@ async function refresh() {
       const row = document.querySelector('tr[data-backend="' + CSS.escape(p.name + "|" + b.addr) + '"]');
       if (!row) { location.reload(); return; }  // the config changed: new rows
       setState(cell(row, "health"), b.health);
+      setState(cell(row, "admin_state"), b.admin_state);
+      cell(row, "weight").textContent = b.weight;
       setState(cell(row, "breaker"), b.breaker);
       cell(row, "in_flight").textContent = b.in_flight;
       cell(row, "latency").textContent = b.latency_ms.toFixed(1) + " ms";
@@ -97,6 +188,7 @@ async function refresh() {
     }
     document.getElementById("note").textContent = "Updated " + new Date().toLocaleTimeString() + ". Refreshes every 2 s; rates are per second over the last refresh.";
     last = now;
+    if (++ticks % 5 === 0) await charts();
   } catch (e) {
     document.getElementById("note").textContent = "Cannot reach sluice: " + e;
   }
