@@ -34,9 +34,12 @@ struct Series {
     last_buckets: Vec<u64>,
 }
 
+/// (pool, addr), as the backend state is keyed.
+type Key = (Arc<str>, Arc<str>);
+
 #[derive(Default)]
 pub struct History {
-    series: Mutex<HashMap<(Arc<str>, Arc<str>), Series>>,
+    series: Mutex<HashMap<Key, Series>>,
 }
 
 /// The p99 of the observations between two cumulative bucket snapshots:
