@@ -289,8 +289,10 @@ run() {
   wait "$wrk_pid" || true
   wrk_pid=
   "stop_$proxy"
-  echo "$proxy $mode: handovers took (ms): ${took[*]:-none}; old processes still up when the load ended: $left" \
-    "; processes: ${gens[*]:-?}" >> "$work/details"
+  local what=pids
+  [ "$proxy" = nginx ] || { [ "$proxy" = haproxy ] && [ "$HAPROXY_RELOAD" = master-worker ]; } && what="workers"
+  echo "$proxy $mode: handovers took (ms): ${took[*]:-none}; old processes still up when the load ended: $left;" \
+    "$what: ${gens[*]:-?}" >> "$work/details"
   [ $late -gt 0 ] && echo "$proxy $mode: $late handover(s) not done, the load had ended" >> "$work/details"
 
   local reqs sock non2xx c r w to errs per max

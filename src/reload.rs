@@ -146,10 +146,14 @@ impl Sluice {
         }
         // 2. Publish: from here on new requests see the new config. The
         // snapshot reuses what the plan keeps (by the plan's keys).
+        let log_before = self.shared.snapshot().config.log.clone();
         self.shared.publish_with(|previous| {
             Snapshot::build(config, files, Some(previous), &self.shared.metrics)
         });
         let snap = self.shared.snapshot();
+        if snap.config.log != log_before {
+            crate::logging::apply(&snap.config.log);
+        }
         // 3. Health checkers: start, retune, stop.
         self.checkers
             .lock()
@@ -157,10 +161,15 @@ impl Sluice {
             .apply(&plan.checkers, &snap);
         // 4. Listeners: rename the kept ones, start the new, drain the removed.
         for (bind, name) in &plan.keep {
-            if let Some(l) = listeners.iter().find(|l| l.bind == *bind) {
+            if let Some(l) = listeners.iter_mut().find(|l| l.bind == *bind) {
                 if *l.name() != **name {
                     tracing::info!(from = %l.name(), to = %name, addr = %l.local_addr, "listener renamed");
                     l.rename(name);
+                }
+                let max = snap.listener(name).config.max_connections;
+                if max != l.max_connections() {
+                    tracing::info!(listener = %name, from = l.max_connections(), to = max, "max_connections changed");
+                    l.set_max_connections(max);
                 }
             }
         }

@@ -124,6 +124,54 @@ async fn an_idle_websocket_is_closed_after_idle_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_websocket_is_a_connection_and_a_drain_closes_it_within_shutdown_grace() {
+    let one = ws_backend("one").await;
+    let s = sluice(&format!(
+        "[runtime]\nshutdown_grace = \"1s\"\n[log]\naccess_log = false\n[admin]\nbind = \"127.0.0.1:0\"\n[[listener]]\nname = \"public\"\nbind = \"127.0.0.1:0\"\n[[route]]\npool = \"p\"\n[pool.p]\nbackends = [{{ addr = \"{one}\" }}]\n"
+    ))
+    .await;
+    let a = addr(&s, "public").await;
+    let admin = s.admin_addr().await.unwrap();
+    let (mut ws, _) = within(10, tokio_tungstenite::connect_async(format!("ws://{a}/")))
+        .await
+        .unwrap();
+    ws.send(Message::text("hi")).await.unwrap();
+    within(10, ws.next()).await.unwrap().unwrap();
+    let m = get(&client(), admin, "x", "/metrics").await.body;
+    assert!(
+        m.contains("sluice_connections_active{listener=\"public\"} 1"),
+        "an open tunnel is an active connection"
+    );
+    let tunnels_counted = |m: &str| {
+        m.lines()
+            .any(|l| l.starts_with("sluice_requests_total{") && l.contains("code=\"101\""))
+    };
+    assert!(
+        !tunnels_counted(&m),
+        "a tunnel is counted when it closes, not at the 101"
+    );
+    // A drain lets the tunnel run, then closes it before the grace is out.
+    let started = std::time::Instant::now();
+    let drained = within(10, s.shutdown(Duration::from_secs(5))).await;
+    assert!(
+        drained,
+        "the drain finished with the tunnel closed by sluice"
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(500) && took < Duration::from_millis(1500),
+        "closed near shutdown_grace: {took:?}"
+    );
+    let end = within(10, ws.next()).await;
+    assert!(!matches!(end, Some(Ok(Message::Text(_)))), "{end:?}");
+    let m = s
+        .shared()
+        .metrics
+        .render(std::iter::empty(), std::iter::empty());
+    assert!(tunnels_counted(&m), "counted at close:\n{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_that_refuses_the_upgrade_is_answered_normally() {
     // The ordinary test backend answers 200 to a WebSocket handshake.
     let b = Backend::start("plain").await;
@@ -401,4 +449,62 @@ async fn an_h2_rapid_reset_flood_is_cut_off_with_goaway() {
     // Other clients are still served.
     assert_eq!(get(&client(), a, "a", "/").await.status, 200);
     s.shutdown(Duration::from_secs(1)).await;
+}
+
+/// An HTTP/2 client connection by prior knowledge; the returned task ends
+/// when the connection does (a GOAWAY with no stream left ends it cleanly).
+async fn h2_connection(
+    addr: SocketAddr,
+) -> (
+    hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>,
+    tokio::task::JoinHandle<Result<(), hyper::Error>>,
+) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    (send, tokio::spawn(conn))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_connections_get_goaway_when_idle_and_when_draining() {
+    let b = Backend::start("b").await;
+    let s = sluice(&format!(
+        "[log]\naccess_log = false\n[[listener]]\nname = \"public\"\nbind = \"127.0.0.1:0\"\nidle_timeout = \"300ms\"\n[[route]]\npool = \"p\"\n[pool.p]\nbackends = [{{ addr = \"{}\" }}]\n",
+        b.addr
+    ))
+    .await;
+    let a = addr(&s, "public").await;
+    let get_one = |mut send: hyper::client::conn::http2::SendRequest<_>| async move {
+        let req = http::Request::get(format!("http://{a}/"))
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        within(10, send.send_request(req)).await.unwrap().status()
+    };
+    // Idle: the connection ends by itself, cleanly, after idle_timeout.
+    // (The client keeps its handle: a client that drops it ends the
+    // connection itself.)
+    let (send, conn) = h2_connection(a).await;
+    assert_eq!(get_one(send.clone()).await, 200);
+    let started = std::time::Instant::now();
+    let ended = within(5, conn).await.unwrap();
+    assert!(ended.is_ok(), "GOAWAY, not a reset: {ended:?}");
+    assert!(started.elapsed() >= Duration::from_millis(200));
+
+    // Draining: a busy-then-quiet connection gets GOAWAY at once.
+    let (send2, conn) = h2_connection(a).await;
+    assert_eq!(get_one(send2.clone()).await, 200);
+    let started = std::time::Instant::now();
+    let drained = within(5, s.shutdown(Duration::from_secs(5))).await;
+    assert!(drained);
+    let ended = within(1, conn).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "the drain, not idle_timeout, ended it"
+    );
+    assert!(ended.is_ok(), "GOAWAY, not a reset: {ended:?}");
+    drop((send, send2));
 }

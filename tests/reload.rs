@@ -293,3 +293,49 @@ async fn a_listener_renamed_in_place_keeps_its_socket_and_serves_under_its_new_n
     let n = within(10, conn.read(&mut buf)).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connections_changes_on_reload() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = Backend::start("a").await;
+    let one = base(&[&a], "").replace(
+        "bind = \"127.0.0.1:0\"\n[[route]]",
+        "bind = \"127.0.0.1:0\"\nmax_connections = 1\n[[route]]",
+    );
+    let s = start(&one).await;
+    let public = addr(&s, "public").await;
+    let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    // The only place, held by an open keep-alive connection.
+    let mut first = tokio::net::TcpStream::connect(public).await.unwrap();
+    first.write_all(request).await.unwrap();
+    let mut buf = [0u8; 1024];
+    assert!(within(5, first.read(&mut buf)).await.unwrap() > 0);
+    // A second connection waits unanswered...
+    let mut second = tokio::net::TcpStream::connect(public).await.unwrap();
+    second.write_all(request).await.unwrap();
+    let waited = tokio::time::timeout(Duration::from_millis(300), second.read(&mut buf)).await;
+    assert!(waited.is_err(), "answered over max_connections");
+    // ...until a reload makes room for it.
+    reload(
+        &s,
+        &one.replace("max_connections = 1", "max_connections = 2"),
+    )
+    .await;
+    let n = within(5, second.read(&mut buf)).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+        "served once the limit grew"
+    );
+    // Back to 1: open connections stay; a third waits until two close.
+    reload(&s, &one).await;
+    let mut third = tokio::net::TcpStream::connect(public).await.unwrap();
+    third.write_all(request).await.unwrap();
+    let waited = tokio::time::timeout(Duration::from_millis(300), third.read(&mut buf)).await;
+    assert!(waited.is_err(), "answered over the lowered max_connections");
+    drop(first);
+    let waited = tokio::time::timeout(Duration::from_millis(300), third.read(&mut buf)).await;
+    assert!(waited.is_err(), "one closed is not enough: two were open");
+    drop(second);
+    let n = within(5, third.read(&mut buf)).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+}

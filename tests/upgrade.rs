@@ -327,3 +327,49 @@ async fn a_failed_upgrade_leaves_the_old_process_serving_and_notifications_come_
     assert!(!p.pid_file.exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_level_and_format_change_on_reload_and_text_has_no_colour_in_a_file() {
+    let backend = Backend::start("b").await;
+    let (public, admin) = (free_port(), free_port());
+    let dir = std::env::temp_dir().join(format!("sluice-logs-{}", std::process::id()));
+    let text = config(public, admin, backend.addr).replace("level = \"info\"", "level = \"warn\"");
+    let p = Proc::start(&dir, &text);
+    assert_eq!(
+        p.next_notification(20).await.trim(),
+        "READY=1",
+        "{}",
+        p.log()
+    );
+    assert!(
+        !p.log().contains("\"level\":\"INFO\""),
+        "warn hides info: {}",
+        p.log()
+    );
+    // Reload into text at info.
+    let reloaded = text.replace("level = \"warn\"", "level = \"info\"\nformat = \"text\"");
+    std::fs::write(dir.join("sluice.toml"), reloaded).unwrap();
+    kill(p.child.id(), "HUP");
+    assert!(p.next_notification(10).await.starts_with("RELOADING=1"));
+    assert_eq!(p.next_notification(10).await.trim(), "READY=1");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = p.log();
+        if let Some(line) = log.lines().find(|l| l.contains("config reloaded")) {
+            assert!(!line.starts_with('{'), "text, not JSON: {line}");
+            assert!(line.contains("INFO"), "{line}");
+            assert!(
+                !line.contains('\x1b'),
+                "no colour codes in a file: {line:?}"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no reload line at info:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    kill(p.child.id(), "TERM");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -230,17 +230,26 @@ pub(super) async fn serve<S: Stream>(conn: &mut Conn<S>) -> After {
         }
         // From here the bytes on both sides belong to the tunnel.
         let from_client = conn.rbuf.unread();
+        // A drain lets the tunnel run for shutdown_grace, less a moment so
+        // that it ends (and is logged) before the process exits.
+        let grace = conn.client.shared.snapshot().config.runtime.shutdown_grace;
+        let mut stop = conn.stop.clone();
+        let ends_by = async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+            tokio::time::sleep(grace.saturating_sub(std::time::Duration::from_millis(250))).await;
+        };
         let tunneled = crate::proxy::upgrade::tunnel(
             &mut conn.io,
             &mut upstream.stream,
             from_client,
             conn.bbuf.unread(),
             conn.limits.idle_timeout,
+            ends_by,
         )
         .await;
-        match tunneled {
-            Ok((_, down)) => done.bytes = down,
-            Err(e) => tracing::debug!(backend = %backend.addr, error = %e, "websocket ended"),
+        done.bytes = tunneled.down;
+        if let Err(e) = tunneled.ended {
+            tracing::debug!(backend = %backend.addr, error = %e, "websocket ended");
         }
         return After::Gone;
     }

@@ -17,23 +17,43 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 
-/// Copies bytes both ways until either side closes or nothing moves for
-/// `idle`. `to_backend` and `to_client` are bytes already read from one side
-/// (after the handshake) that belong to the other. Returns the bytes copied
-/// (client to backend, backend to client).
+/// How a tunnel ended, with the bytes it carried either way (counted as
+/// read, so known however it ended).
+pub struct Tunneled {
+    pub up: u64,
+    pub down: u64,
+    pub ended: io::Result<()>,
+}
+
+/// Copies bytes both ways until either side closes, nothing moves for
+/// `idle`, or `ends_by` resolves (a drain whose grace is over: the tunnel
+/// is closed from this side, so that it is logged and counted before the
+/// process exits). `to_backend` and `to_client` are bytes already read from
+/// one side (after the handshake) that belong to the other.
 pub async fn tunnel<C, B>(
     client: &mut C,
     backend: &mut B,
     to_backend: &[u8],
     to_client: &[u8],
     idle: Duration,
-) -> io::Result<(u64, u64)>
+    ends_by: impl std::future::Future<Output = ()>,
+) -> Tunneled
 where
     C: AsyncRead + AsyncWrite + Unpin + ?Sized,
     B: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
-    backend.write_all(to_backend).await?;
-    client.write_all(to_client).await?;
+    let (up0, down0) = (to_backend.len() as u64, to_client.len() as u64);
+    let early = async {
+        backend.write_all(to_backend).await?;
+        client.write_all(to_client).await
+    };
+    if let Err(e) = early.await {
+        return Tunneled {
+            up: 0,
+            down: 0,
+            ended: Err(e),
+        };
+    }
     let last = Arc::new(AtomicU64::new(0));
     let epoch = Instant::now();
     let mut client = Active::new(client, last.clone(), epoch);
@@ -48,11 +68,19 @@ where
             tokio::time::sleep_until(deadline).await;
         }
     };
-    tokio::select! {
-        copied = tokio::io::copy_bidirectional(&mut client, &mut backend) => {
-            copied.map(|(up, down)| (up + to_backend.len() as u64, down + to_client.len() as u64))
-        }
+    let ended = tokio::select! {
+        copied = tokio::io::copy_bidirectional(&mut client, &mut backend) => copied.map(|_| ()),
         _ = watchdog => Err(io::Error::new(io::ErrorKind::TimedOut, "tunnel idle")),
+        _ = ends_by => {
+            let _ = client.shutdown().await;
+            let _ = backend.shutdown().await;
+            Err(io::Error::other("closed at the end of the drain's grace"))
+        }
+    };
+    Tunneled {
+        up: up0 + client.read,
+        down: down0 + backend.read,
+        ended,
     }
 }
 
@@ -62,11 +90,18 @@ struct Active<'a, T: ?Sized> {
     inner: &'a mut T,
     last: Arc<AtomicU64>,
     epoch: Instant,
+    /// Bytes read from this side.
+    read: u64,
 }
 
 impl<'a, T: ?Sized> Active<'a, T> {
     fn new(inner: &'a mut T, last: Arc<AtomicU64>, epoch: Instant) -> Self {
-        Active { inner, last, epoch }
+        Active {
+            inner,
+            last,
+            epoch,
+            read: 0,
+        }
     }
 }
 
@@ -80,6 +115,7 @@ impl<T: AsyncRead + Unpin + ?Sized> AsyncRead for Active<'_, T> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut *this.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
+            this.read += (buf.filled().len() - before) as u64;
             let ms = this.epoch.elapsed().as_millis() as u64;
             this.last.fetch_max(ms, Ordering::Relaxed);
         }

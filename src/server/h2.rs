@@ -72,6 +72,9 @@ pub async fn serve<T>(
 ) where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // After GOAWAY on a drain, open streams (gRPC streams, SSE) get the
+    // shutdown grace to finish, then the connection is closed.
+    let grace = client.shared.snapshot().config.runtime.shutdown_grace;
     let activity = Arc::new(Activity::default());
     let epoch = Instant::now();
     let svc_activity = activity.clone();
@@ -97,7 +100,13 @@ pub async fn serve<T>(
         ended = conn.as_mut() => ended,
         _ = async { let _ = stop.wait_for(|s| *s).await; } => {
             conn.as_mut().graceful_shutdown();
-            conn.await
+            match tokio::time::timeout(grace, conn).await {
+                Ok(ended) => ended,
+                Err(_) => {
+                    tracing::debug!("HTTP/2 streams still open at the end of the grace; closed");
+                    Ok(())
+                }
+            }
         }
         _ = &mut idled => {
             conn.as_mut().graceful_shutdown();

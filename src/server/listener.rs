@@ -138,6 +138,28 @@ impl Listener {
         })
     }
 
+    /// Applies a reloaded `max_connections`: more places at once; fewer as
+    /// connections above the new limit end (none is closed for it).
+    pub fn set_max_connections(&mut self, max: usize) {
+        let old = self.max_connections;
+        if max > old {
+            self.limit.add_permits(max - old);
+        } else if max < old {
+            let limit = self.limit.clone();
+            let fewer = u32::try_from(old - max).unwrap_or(u32::MAX);
+            tokio::spawn(async move {
+                if let Ok(p) = limit.acquire_many_owned(fewer).await {
+                    p.forget();
+                }
+            });
+        }
+        self.max_connections = max;
+    }
+
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
+    }
+
     /// The listening sockets, for a binary upgrade.
     pub fn sockets(&self) -> &[std::net::TcpListener] {
         &self.handover
