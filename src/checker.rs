@@ -111,7 +111,8 @@ fn target(snap: &Snapshot, (pool, addr): &(String, String)) -> Option<(Arc<Backe
     let backend = pool.members[i].backend.clone();
     let request = format!(
         "GET {} HTTP/1.1\r\nhost: {}\r\nuser-agent: sluice-health-check\r\nconnection: close\r\n\r\n",
-        hc.path, backend.addr
+        hc.path,
+        hc.host.as_deref().unwrap_or(&backend.addr)
     )
     .into_bytes();
     Some((

@@ -7,11 +7,9 @@
 //! the history costs the request path nothing. It is keyed by (pool, addr),
 //! like the backend state, and forgets backends that left the config.
 
-use crate::snapshot::{Shared, Snapshot};
 use prometheus::core::Metric;
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 /// Samples kept per backend: five minutes at one a second.
 pub const SAMPLES: usize = 300;
@@ -65,37 +63,35 @@ pub fn p99(bounds: &[f64], before: &[u64], now: &[u64]) -> f64 {
 }
 
 impl History {
-    /// Takes one sample of every backend of `snap`.
-    pub fn sample(&self, snap: &Snapshot) {
+    /// Takes one sample of every backend given (and forgets the others).
+    pub fn sample<'a>(&self, backends: impl Iterator<Item = Observed<'a>>) {
         let mut all = self.series.lock().unwrap_or_else(|p| p.into_inner());
         let mut seen = Vec::new();
-        for pool in snap.pools.values() {
-            for (i, m) in pool.members.iter().enumerate() {
-                let key = (pool.name.clone(), m.backend.addr.clone());
-                let (requests, errors) = m.backend.totals();
-                let h = pool.upstream_duration[i].metric();
-                let buckets = h.get_histogram().get_bucket();
-                let bounds: Vec<f64> = buckets.iter().map(|b| b.upper_bound()).collect();
-                let counts: Vec<u64> = buckets.iter().map(|b| b.cumulative_count()).collect();
-                let s = all.entry(key.clone()).or_insert_with(|| Series {
-                    // The first sample starts from now, not from zero.
-                    last_requests: requests,
-                    last_errors: errors,
-                    last_buckets: counts.clone(),
-                    ..Default::default()
-                });
-                let sample = Sample {
-                    requests: requests.saturating_sub(s.last_requests) as f32,
-                    errors: errors.saturating_sub(s.last_errors) as f32,
-                    p99_ms: (p99(&bounds, &s.last_buckets, &counts) * 1000.0) as f32,
-                };
-                if s.samples.len() == SAMPLES {
-                    s.samples.pop_front();
-                }
-                s.samples.push_back(sample);
-                (s.last_requests, s.last_errors, s.last_buckets) = (requests, errors, counts);
-                seen.push(key);
+        for o in backends {
+            let key = (o.pool.clone(), o.addr.clone());
+            let (requests, errors) = o.totals;
+            let h = o.durations.metric();
+            let buckets = h.get_histogram().get_bucket();
+            let bounds: Vec<f64> = buckets.iter().map(|b| b.upper_bound()).collect();
+            let counts: Vec<u64> = buckets.iter().map(|b| b.cumulative_count()).collect();
+            let s = all.entry(key.clone()).or_insert_with(|| Series {
+                // The first sample starts from now, not from zero.
+                last_requests: requests,
+                last_errors: errors,
+                last_buckets: counts.clone(),
+                ..Default::default()
+            });
+            let sample = Sample {
+                requests: requests.saturating_sub(s.last_requests) as f32,
+                errors: errors.saturating_sub(s.last_errors) as f32,
+                p99_ms: (p99(&bounds, &s.last_buckets, &counts) * 1000.0) as f32,
+            };
+            if s.samples.len() == SAMPLES {
+                s.samples.pop_front();
             }
+            s.samples.push_back(sample);
+            (s.last_requests, s.last_errors, s.last_buckets) = (requests, errors, counts);
+            seen.push(key);
         }
         all.retain(|k, _| seen.contains(k));
     }
@@ -110,17 +106,14 @@ impl History {
     }
 }
 
-/// Samples once a second for as long as sluice runs.
-pub async fn run(shared: Weak<Shared>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        tick.tick().await;
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        shared.history.sample(&shared.snapshot());
-    }
+/// One backend as the sampler sees it.
+pub struct Observed<'a> {
+    pub pool: &'a Arc<str>,
+    pub addr: &'a Arc<str>,
+    /// (tries, failed tries) so far.
+    pub totals: (u64, u64),
+    /// Its upstream-duration histogram.
+    pub durations: &'a prometheus::Histogram,
 }
 
 #[cfg(test)]
@@ -140,30 +133,33 @@ mod tests {
         assert_eq!(p99(&bounds, &[0, 0, 0, 0], &[0, 0, 0, 5]), 1.0);
     }
 
-    #[tokio::test]
-    async fn samples_are_per_second_differences_and_the_ring_is_bounded() {
-        let config = crate::config::Config::parse(
-            "[[listener]]\nname = \"l\"\nbind = \"127.0.0.1:0\"\n[[route]]\npool = \"p\"\n[pool.p]\nbackends = [{ addr = \"10.0.0.1:80\" }]\n",
+    #[test]
+    fn samples_are_per_second_differences_and_the_ring_is_bounded() {
+        let (pool, addr): (Arc<str>, Arc<str>) = ("p".into(), "10.0.0.1:80".into());
+        let durations = prometheus::Histogram::with_opts(
+            prometheus::HistogramOpts::new("d", "d").buckets(vec![0.001, 0.005, 0.01]),
         )
         .unwrap();
-        let metrics = crate::metrics::Metrics::default();
-        let snap = Snapshot::build(config, Default::default(), None, &metrics);
         let h = History::default();
-        h.sample(&snap);
-        let b = &snap.pools["p"].members[0].backend;
-        for _ in 0..7 {
-            b.count_try(false);
-        }
-        b.count_try(true);
-        snap.pools["p"].upstream_duration[0].observe(0.004);
-        h.sample(&snap);
+        let at = |totals| Observed {
+            pool: &pool,
+            addr: &addr,
+            totals,
+            durations: &durations,
+        };
+        h.sample(std::iter::once(at((0, 0))));
+        durations.observe(0.004);
+        h.sample(std::iter::once(at((8, 1))));
         let s = h.of("p", "10.0.0.1:80");
         assert_eq!(s.len(), 2);
         assert_eq!((s[0].requests, s[1].requests, s[1].errors), (0.0, 8.0, 1.0));
         assert_eq!(s[1].p99_ms, 5.0, "the 5 ms bucket");
         for _ in 0..SAMPLES + 10 {
-            h.sample(&snap);
+            h.sample(std::iter::once(at((8, 1))));
         }
         assert_eq!(h.of("p", "10.0.0.1:80").len(), SAMPLES);
+        // A backend no longer given is forgotten.
+        h.sample(std::iter::empty());
+        assert!(h.of("p", "10.0.0.1:80").is_empty());
     }
 }

@@ -196,7 +196,7 @@ impl Sluice {
         let plan = plan::plan(&plan::Running::default(), &config);
         sluice.apply(&plan, config, files).await?;
         sluice.shared.metrics.config_loaded();
-        tokio::spawn(history::run(Arc::downgrade(&sluice.shared)));
+        tokio::spawn(sample_history(Arc::downgrade(&sluice.shared)));
         tokio::spawn(acme::run(
             Arc::downgrade(&sluice.shared),
             sluice.acme_wake.clone(),
@@ -270,6 +270,31 @@ impl Sluice {
             a.stop().await;
         }
         drained
+    }
+}
+
+/// Samples every backend into the status page's history once a second,
+/// for as long as sluice runs.
+async fn sample_history(shared: std::sync::Weak<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let snap = shared.snapshot();
+        shared.history.sample(snap.pools.values().flat_map(|p| {
+            p.members
+                .iter()
+                .zip(&p.upstream_duration)
+                .map(|(m, durations)| history::Observed {
+                    pool: &p.name,
+                    addr: &m.backend.addr,
+                    totals: m.backend.totals(),
+                    durations,
+                })
+        }));
     }
 }
 

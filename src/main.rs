@@ -141,9 +141,14 @@ fn adopt_inherited_sockets() {
     sluice::upgrade::adopt(sockets);
 }
 
-/// Writes this process's id to the pid file.
+/// Writes this process's id to the pid file: to a temporary file renamed
+/// over it, so a reader never finds it empty or half written.
 fn write_pid(file: &Path) {
-    if let Err(e) = std::fs::write(file, format!("{}\n", std::process::id())) {
+    let tmp = file.with_extension(format!("tmp.{}", std::process::id()));
+    let written = std::fs::write(&tmp, format!("{}\n", std::process::id()))
+        .and_then(|()| std::fs::rename(&tmp, file));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
         tracing::error!(file = %file.display(), error = %e, "cannot write the pid file");
     }
 }
@@ -198,12 +203,14 @@ fn run(path: &Path, pid_file: Option<&Path>) -> ExitCode {
         if unused > 0 {
             tracing::info!(sockets = unused, "closed handed-over sockets the config no longer uses");
         }
-        if let Some(f) = pid_file {
-            write_pid(f);
-        }
         // Started by an upgrade: the old process drains once it hears this.
         let upgraded = predecessor.is_some();
+        // Once the signal handlers exist: whoever reads the pid file may
+        // signal this process at once.
         let ready = || {
+            if let Some(f) = pid_file {
+                write_pid(f);
+            }
             if let Some(name) = &predecessor {
                 if let Err(e) = sluice::upgrade::tell_predecessor(name) {
                     tracing::error!(error = %e, "cannot tell the previous process that this one serves");

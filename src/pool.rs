@@ -84,6 +84,9 @@ pub struct Pool {
     pub breaker: Option<breaker::Settings>,
     /// Requests and retries of the last 10 s, for `retry.budget_ratio`.
     pub budget: Arc<Budget>,
+    /// Requests in flight to the pool (see `Backend::join_pool`); kept by
+    /// name across reloads, like the budget.
+    in_flight: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Why a pool could not admit a request.
@@ -95,8 +98,16 @@ pub enum Refusal {
 }
 
 impl Pool {
-    pub(crate) fn build(config: &PoolConfig, previous: Option<&Pool>, metrics: &Metrics) -> Pool {
+    /// `ramp_new`: backends new to the pool start a slow start (a reload
+    /// added them), rather than at full weight (process start).
+    pub(crate) fn build(
+        config: &PoolConfig,
+        previous: Option<&Pool>,
+        metrics: &Metrics,
+        ramp_new: bool,
+    ) -> Pool {
         let name: Arc<str> = config.name.as_str().into();
+        let in_flight = previous.map(|p| p.in_flight.clone()).unwrap_or_default();
         let mut members = Vec::with_capacity(config.backends.len());
         let mut addrs = Vec::with_capacity(config.backends.len());
         for b in &config.backends {
@@ -106,7 +117,14 @@ impl Pool {
                     m.backend.conns.set_connect_timeout(config.connect_timeout);
                     m.backend.clone()
                 })
-                .unwrap_or_else(|| Arc::new(Backend::new(&name, &b.addr, config.connect_timeout)));
+                .unwrap_or_else(|| {
+                    let fresh = Backend::new(&name, &b.addr, config.connect_timeout);
+                    if ramp_new {
+                        fresh.start_ramp();
+                    }
+                    Arc::new(fresh)
+                });
+            backend.join_pool(&in_flight);
             // A runtime weight (admin API) replaces the file's.
             let weight = backend.weight_override().unwrap_or(b.weight);
             members.push(Member { backend, weight });
@@ -149,7 +167,53 @@ impl Pool {
                 half_open_requests: c.half_open_requests,
             }),
             budget: previous.map(|p| p.budget.clone()).unwrap_or_default(),
+            in_flight,
         }
+    }
+
+    /// The weight member `i` has now: its runtime or file weight, times the
+    /// slow-start ramp (at least 1 while the weight is not 0).
+    pub fn effective_weight(&self, i: usize, now: Instant) -> u32 {
+        let m = &self.members[i];
+        match self.config.slow_start {
+            Some(over) if m.weight > 0 => {
+                ((m.weight as f64 * m.backend.ramp(now, over)).round() as u32).max(1)
+            }
+            _ => m.weight,
+        }
+    }
+
+    /// Whether a pick that landed on member `i` keeps it: always, unless it
+    /// is ramping up (slow start), when only with its ramp's probability,
+    /// so that its share of traffic follows the ramp under every strategy.
+    fn ramp_keeps(&self, i: usize, now: Instant) -> bool {
+        match self.config.slow_start {
+            None => true,
+            Some(over) => {
+                let f = self.members[i].backend.ramp(now, over);
+                f >= 1.0 || fastrand::f64() < f
+            }
+        }
+    }
+
+    /// Whether member `i` is under the bounded-load limit (hash strategies
+    /// with `hash_balance_factor`): it may hold at most
+    /// ceil(factor x (the pool's requests in flight + 1) / members).
+    fn under_bound(&self, i: usize, bound: u64) -> bool {
+        self.members[i].backend.in_flight() < bound
+    }
+
+    /// The bounded-load limit now, if the pool has one.
+    fn load_bound(&self) -> Option<u64> {
+        let factor = self.config.hash_balance_factor;
+        let hashing = matches!(
+            self.config.strategy,
+            crate::config::Strategy::IpHash | crate::config::Strategy::UrlHash
+        );
+        (factor > 0.0 && hashing && !self.members.is_empty()).then(|| {
+            let total = self.in_flight.load(std::sync::atomic::Ordering::Relaxed);
+            (factor * (total + 1) as f64 / self.members.len() as f64).ceil() as u64
+        })
     }
 
     /// Every reason member `i` may not take a request now. Health, the
@@ -204,13 +268,27 @@ impl Pool {
         // A backend that just refused a connection is passed over while
         // another can serve (nginx's max_fails=1); when none can, it is
         // tried anyway rather than answering 503.
+        let bound = self.load_bound();
         for passive in [true, false] {
             for _ in 0..4 {
-                let Some(i) = self.balancer.pick(&self.members, key, &|i| {
+                let candidate = |i: usize| {
                     !tried.contains(&i)
                         && !refused.contains(&i)
                         && self.reasons(i, now).usable(passive)
-                }) else {
+                        && self.ramp_keeps(i, now)
+                };
+                // Bounded loads: the first candidate on the ring that is not
+                // overloaded; if every one is, the first candidate.
+                let picked = match bound {
+                    Some(b) => self
+                        .balancer
+                        .pick(&self.members, key, &|i| {
+                            candidate(i) && self.under_bound(i, b)
+                        })
+                        .or_else(|| self.balancer.pick(&self.members, key, &candidate)),
+                    None => self.balancer.pick(&self.members, key, &candidate),
+                };
+                let Some(i) = picked else {
                     break;
                 };
                 if let Some(lease) = self.admit(i, now) {

@@ -106,12 +106,18 @@ impl Snapshot {
         previous: Option<&Snapshot>,
         metrics: &Metrics,
     ) -> Snapshot {
+        // A reload (not the start, whose previous snapshot serves nothing)
+        // ramps the backends it adds up from 10% (slow_start).
+        let ramp_new = previous.is_some_and(|s| !s.config.listeners.is_empty());
         let pools: BTreeMap<String, Arc<Pool>> = config
             .pools
             .iter()
             .map(|p| {
                 let prev = previous.and_then(|s| s.pools.get(&p.name)).map(|p| &**p);
-                (p.name.clone(), Arc::new(Pool::build(p, prev, metrics)))
+                (
+                    p.name.clone(),
+                    Arc::new(Pool::build(p, prev, metrics, ramp_new)),
+                )
             })
             .collect();
         let kept_files = files.clone();

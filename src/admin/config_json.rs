@@ -141,8 +141,11 @@ fn pool(p: &PoolConfig) -> Value {
             crate::config::HashKey::Path => "path",
             crate::config::HashKey::PathAndQuery => "path_and_query",
         },
+        "hash_balance_factor": p.hash_balance_factor,
+        "slow_start": p.slow_start.map_or(String::new(), dur),
         "health_check": p.health_check.as_ref().map(|h| json!({
             "path": h.path.as_str(),
+            "host": h.host.clone().unwrap_or_default(),
             "interval": dur(h.interval),
             "timeout": dur(h.timeout),
             "healthy_threshold": h.healthy_threshold,

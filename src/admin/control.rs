@@ -140,6 +140,10 @@ pub async fn put_backend(
     };
     let backend = member.backend.clone();
     if let Some(state) = change.state {
+        if state == AdminState::Ready && backend.admin_state() != AdminState::Ready {
+            // Back in service: a slow start ramps it up again.
+            backend.start_ramp();
+        }
         backend.set_admin_state(state);
     }
     if let Some(weight) = change.weight {

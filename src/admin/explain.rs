@@ -156,7 +156,7 @@ pub fn explain(snap: &Snapshot, q: &Question) -> Value {
                         "addr": &*m.backend.addr,
                         "usable": reasons.usable(true),
                         "reasons": reasons.names(),
-                        "weight": m.weight,
+                        "weight": pool.effective_weight(i, now),
                     })
                 })
                 .collect();

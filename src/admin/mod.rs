@@ -129,8 +129,8 @@ async fn handle(
             "text/plain; version=0.0.4; charset=utf-8",
             shared.metrics.render(
                 snap.pools.values().flat_map(|pool| {
-                    pool.members.iter().map(|m| crate::metrics::BackendGauges {
-                        weight: m.weight,
+                    pool.members.iter().enumerate().map(|(i, m)| crate::metrics::BackendGauges {
+                        weight: pool.effective_weight(i, tokio::time::Instant::now()),
                         admin_state: m.backend.admin_state() as u8,
                         connections_opened: m.backend.conns.opened(),
                         pool: &pool.name,
@@ -218,7 +218,7 @@ pub fn backend_json(p: &crate::snapshot::Pool, i: usize) -> serde_json::Value {
     let (requests, errors) = b.totals();
     serde_json::json!({
         "addr": &*b.addr,
-        "weight": m.weight,
+        "weight": p.effective_weight(i, tokio::time::Instant::now()),
         "config_weight": p.config.backends.get(i).map_or(m.weight, |c| c.weight),
         "admin_state": b.admin_state().name(),
         "health": if b.is_up() { "up" } else { "down" },

@@ -51,6 +51,13 @@ pub struct Backend {
     admin_state: AtomicU8,
     /// The runtime weight, or `NO_WEIGHT` for the file's.
     weight_override: AtomicU32,
+    /// When the slow-start ramp began (ns since `epoch`, plus one); 0: not
+    /// ramping.
+    ramp_from: AtomicU64,
+    /// Requests in flight to the whole pool (one counter shared by its
+    /// backends, kept by pool name across reloads): the average that
+    /// bounded-load hashing compares against, without a pass over members.
+    pool_in_flight: std::sync::OnceLock<Arc<AtomicU64>>,
 }
 
 const NO_WEIGHT: u32 = u32::MAX;
@@ -102,7 +109,40 @@ impl Backend {
             unreachable_until: AtomicU64::new(0),
             admin_state: AtomicU8::new(AdminState::Ready as u8),
             weight_override: AtomicU32::new(NO_WEIGHT),
+            ramp_from: AtomicU64::new(0),
+            pool_in_flight: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Counts this backend's requests in `pool`'s counter too (set once:
+    /// the backend belongs to one pool for its life).
+    pub fn join_pool(&self, pool: &Arc<AtomicU64>) {
+        let _ = self.pool_in_flight.set(pool.clone());
+    }
+
+    /// The backend just became usable: a slow start begins from here.
+    pub fn start_ramp(&self) {
+        self.ramp_from.store(self.now_ns() + 1, Ordering::Relaxed);
+    }
+
+    /// The share of its weight the backend has now, 0.1 to 1.0, ramping
+    /// linearly over `over` from when it became usable.
+    pub fn ramp(&self, now: Instant, over: Duration) -> f64 {
+        let from = self.ramp_from.load(Ordering::Relaxed);
+        if from == 0 {
+            return 1.0;
+        }
+        let elapsed =
+            (now.saturating_duration_since(self.epoch).as_nanos() as u64).saturating_sub(from - 1);
+        let done = elapsed as f64 / over.as_nanos().max(1) as f64;
+        if done >= 1.0 {
+            // Ramped: later picks skip the arithmetic.
+            let _ = self
+                .ramp_from
+                .compare_exchange(from, 0, Ordering::Relaxed, Ordering::Relaxed);
+            return 1.0;
+        }
+        0.1 + 0.9 * done
     }
 
     pub fn admin_state(&self) -> AdminState {
@@ -160,6 +200,9 @@ impl Backend {
         let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
         let flipped = h.observe(ok, healthy_threshold, unhealthy_threshold);
         self.up.store(h.up, Ordering::Release);
+        if flipped == Some(true) {
+            self.start_ramp();
+        }
         flipped
     }
 
@@ -187,6 +230,16 @@ impl Backend {
 
     pub fn in_flight(&self) -> u64 {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    fn count_pool(&self, up: i64) {
+        if let Some(p) = self.pool_in_flight.get() {
+            if up > 0 {
+                p.fetch_add(1, Ordering::Relaxed);
+            } else {
+                p.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
     }
 
     fn now_ns(&self) -> u64 {
@@ -233,11 +286,12 @@ impl Backend {
                 Ordering::Relaxed,
             ) {
                 Ok(_) => {
+                    self.count_pool(1);
                     return Some(Lease {
                         backend: self.clone(),
                         start: Instant::now(),
                         trial: false,
-                    })
+                    });
                 }
                 Err(now) => current = now,
             }
@@ -247,6 +301,7 @@ impl Backend {
     /// Counts one request in flight until the returned lease drops.
     pub fn lease(self: &Arc<Self>) -> Lease {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.count_pool(1);
         Lease {
             backend: self.clone(),
             start: Instant::now(),
@@ -286,6 +341,9 @@ impl Lease {
         self.trial = false;
         if let Some(s) = settings {
             if let Some((from, to)) = self.backend.breaker.record(success, Instant::now(), s) {
+                if to == breaker::State::Closed {
+                    self.backend.start_ramp();
+                }
                 tracing::warn!(pool = %self.backend.pool, backend = %self.backend.addr, from = from.name(), to = to.name(), "circuit breaker changed state");
             }
         }
@@ -299,6 +357,7 @@ impl Drop for Lease {
             self.backend.breaker.release_trial();
         }
         self.backend.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.backend.count_pool(-1);
     }
 }
 

@@ -240,6 +240,10 @@ pub struct PoolConfig {
     /// How long a request waits for a connection at max_connections.
     pub queue_timeout: Duration,
     pub hash_key: HashKey,
+    /// Bounded loads for the hash strategies: 0 off, else at least 1.0.
+    pub hash_balance_factor: f64,
+    /// The ramp of a backend that becomes usable; None: full weight at once.
+    pub slow_start: Option<Duration>,
     pub health_check: Option<HealthCheckConfig>,
     pub circuit_breaker: Option<CircuitBreakerConfig>,
     pub rate_limit: Option<RateLimitConfig>,
@@ -250,6 +254,8 @@ pub struct PoolConfig {
 pub struct HealthCheckConfig {
     /// The request target of a check, parsed at validation.
     pub path: http::uri::PathAndQuery,
+    /// The Host header of checks; None: the backend's addr.
+    pub host: Option<String>,
     pub interval: Duration,
     pub timeout: Duration,
     pub healthy_threshold: u32,

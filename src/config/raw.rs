@@ -172,6 +172,8 @@ pub struct RawPool {
     pub max_connections: Option<i64>,
     pub queue_timeout: Option<String>,
     pub hash_key: Option<String>,
+    pub hash_balance_factor: Option<f64>,
+    pub slow_start: Option<String>,
     pub health_check: Option<RawHealthCheck>,
     pub circuit_breaker: Option<RawCircuitBreaker>,
     pub rate_limit: Option<RawRateLimit>,
@@ -189,6 +191,7 @@ pub struct RawBackend {
 #[serde(default)]
 pub struct RawHealthCheck {
     pub path: Option<String>,
+    pub host: Option<String>,
     pub interval: Option<String>,
     pub timeout: Option<String>,
     pub healthy_threshold: Option<i64>,

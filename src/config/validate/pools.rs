@@ -44,6 +44,20 @@ pub(super) fn validate_pools(
             }
         };
         let backends = validate_backends(e, &p, r.backends.as_deref(), opts);
+        let hash_balance_factor = r
+            .hash_balance_factor
+            .unwrap_or(defaults::float("pool.hash_balance_factor"));
+        if !(hash_balance_factor == 0.0 || (1.0..=100.0).contains(&hash_balance_factor)) {
+            e.push(
+                format!("{p}.hash_balance_factor"),
+                format!("must be 0 (off) or between 1.0 and 100.0, got {hash_balance_factor}"),
+            );
+        }
+        let slow_start = r
+            .slow_start
+            .as_ref()
+            .filter(|s| !s.is_empty())
+            .map(|s| e.duration(&format!("{p}.slow_start"), &Some(s.clone()), "30s"));
         out.push(PoolConfig {
             name: name.clone(),
             strategy,
@@ -78,6 +92,8 @@ pub(super) fn validate_pools(
                 defaults::text("pool.queue_timeout"),
             ),
             hash_key,
+            hash_balance_factor,
+            slow_start,
             health_check: r
                 .health_check
                 .as_ref()
@@ -230,8 +246,19 @@ pub(super) fn validate_health(e: &mut Errors, p: &str, h: &RawHealthCheck) -> He
         &h.timeout,
         defaults::text("pool.health_check.timeout"),
     );
+    let host = h.host.clone().filter(|s| !s.is_empty());
+    if let Some(host) = &host {
+        if http::HeaderValue::from_str(host).is_err() || host.contains(|c: char| c.is_whitespace())
+        {
+            e.push(
+                format!("{p}.host"),
+                format!("invalid Host header value {host:?}"),
+            );
+        }
+    }
     HealthCheckConfig {
         path,
+        host,
         interval,
         timeout,
         healthy_threshold: e.int(
