@@ -179,5 +179,58 @@ fn headers(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, picks, routes, headers);
+/// A whole pool pick (strategy, admission, the lease taken and given
+/// back) at 1,000 backends with ip_hash, with and without bounded loads
+/// (`hash_balance_factor`) when nothing is overloaded.
+fn pool_picks(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let backends: Vec<String> = (0..1000)
+        .map(|i| format!("{{ addr = \"10.0.{}.{}:8080\" }}", i / 256, i % 256))
+        .collect();
+    let mut group = c.benchmark_group("pool pick/1000 ip_hash");
+    // The strategy's part alone: the ring walk with the bounded-load test
+    // (the backend's in-flight count against the bound) in its predicate.
+    let m = members(1000);
+    let ring = balance::build(balance::Kind::ConsistentHash, &m);
+    let mut k = 0u64;
+    group.bench_function("ring pick with the load bound", |bench| {
+        bench.iter(|| {
+            k = k.wrapping_add(1);
+            let key = hash_bytes(&k.to_le_bytes());
+            let bound = black_box(2u64);
+            black_box(ring.pick(&m, Some(key), &|i| m[i].backend.in_flight() < bound))
+        })
+    });
+    for factor in ["0.0", "1.25"] {
+        let config = sluice::config::Config::parse(&format!(
+            "[[listener]]\nname = \"l\"\nbind = \"127.0.0.1:0\"\n[[route]]\npool = \"p\"\n\
+             [pool.p]\nstrategy = \"ip_hash\"\nhash_balance_factor = {factor}\nbackends = [{}]\n",
+            backends.join(", ")
+        ))
+        .unwrap();
+        let metrics = sluice::metrics::Metrics::default();
+        let snap = sluice::snapshot::Snapshot::build(config, Default::default(), None, &metrics);
+        let pool = snap.pools["p"].clone();
+        let mut k = 0u64;
+        let label = if factor == "0.0" {
+            "unbounded"
+        } else {
+            "hash_balance_factor 1.25"
+        };
+        group.bench_function(label, |bench| {
+            bench.iter(|| {
+                k = k.wrapping_add(1);
+                let key = hash_bytes(&k.to_le_bytes());
+                black_box(pool.pick(Some(key), &[]).map(|(i, _lease)| i).ok())
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, picks, pool_picks, routes, headers);
 criterion_main!(benches);
