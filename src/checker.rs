@@ -29,6 +29,8 @@ pub struct Target {
     /// The request the check sends (`GET path`, Host: the backend's addr
     /// as written), made once per reload.
     pub request: Vec<u8>,
+    /// The pool's `send_proxy_protocol`: checks open with a header too.
+    pub proxy_header: Option<crate::config::ProxyProtocolVersion>,
 }
 
 struct Running {
@@ -121,6 +123,7 @@ fn target(snap: &Snapshot, (pool, addr): &(String, String)) -> Option<(Arc<Backe
             config: hc.clone(),
             addr: pool.addrs[i],
             request,
+            proxy_header: pool.config.send_proxy_protocol,
         },
     ))
 }
@@ -164,6 +167,12 @@ async fn check_once(backend: &Backend, t: &Target) -> bool {
 async fn probe(backend: &Backend, t: &Target) -> std::io::Result<u16> {
     use tokio::io::AsyncWriteExt;
     let mut stream = backend.conns.probe_connect(t.addr).await?;
+    if let Some(version) = t.proxy_header {
+        // A check names no client: v2 LOCAL, or v1 "PROXY UNKNOWN".
+        stream
+            .write_all(&crate::proxy_protocol::local_header(version))
+            .await?;
+    }
     stream.write_all(&t.request).await?;
     let mut buf = Buf::new(crate::http1::buf::HEAD);
     let mut head = ResponseHead::new();

@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod plan;
 pub mod pool;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod reload;
 pub mod route;
 pub mod server;

@@ -207,6 +207,7 @@ impl Snapshot {
                         trusted_proxies: Vec::new(),
                         certificates: Vec::new(),
                         acme_domains: Vec::new(),
+                        proxy_protocol: false,
                     }
                 })),
                 router: router_for(None),

@@ -75,6 +75,7 @@ fn listener(l: &ListenerConfig) -> Value {
             "key": c.key.display().to_string(),
         })).collect::<Vec<_>>(),
         "acme_domains": l.acme_domains,
+        "proxy_protocol": l.proxy_protocol,
     })
 }
 
@@ -142,6 +143,11 @@ fn pool(p: &PoolConfig) -> Value {
             crate::config::HashKey::PathAndQuery => "path_and_query",
         },
         "hash_balance_factor": p.hash_balance_factor,
+        "send_proxy_protocol": match p.send_proxy_protocol {
+            None => "off",
+            Some(crate::config::ProxyProtocolVersion::V1) => "v1",
+            Some(crate::config::ProxyProtocolVersion::V2) => "v2",
+        },
         "slow_start": p.slow_start.map_or(String::new(), dur),
         "health_check": p.health_check.as_ref().map(|h| json!({
             "path": h.path.as_str(),

@@ -110,6 +110,9 @@ impl Drop for Slot {
 pub struct Conn {
     pub stream: TcpStream,
     slot: Slot,
+    /// False for a connection opened with a PROXY header naming one client:
+    /// it serves that request only and is never pooled.
+    pub reusable: bool,
 }
 
 /// Why no connection was had.
@@ -239,7 +242,11 @@ impl Conns {
         // Small requests must not wait for Nagle.
         stream.set_nodelay(true).map_err(GetError::Connect)?;
         self.shared.opened.fetch_add(1, Ordering::Relaxed);
-        Ok(Conn { stream, slot })
+        Ok(Conn {
+            stream,
+            slot,
+            reusable: true,
+        })
     }
 
     /// A new connection outside the pool and its cap (health checks).
@@ -262,6 +269,7 @@ impl Conns {
                 return Some(Conn {
                     stream: idle.stream,
                     slot: idle.slot,
+                    reusable: true,
                 });
             }
         }
@@ -280,6 +288,7 @@ impl Conns {
             (fresh(&idle, now) && alive(&idle.stream)).then_some(Conn {
                 stream: idle.stream,
                 slot: idle.slot,
+                reusable: true,
             })
         })
     }
@@ -300,6 +309,9 @@ impl Conns {
 
     /// Puts a connection whose last exchange ended cleanly back.
     pub fn release(&self, conn: Conn, addr: SocketAddr) {
+        if !conn.reusable {
+            return;
+        }
         let list = &self.shared.idle[worker() % self.shared.idle.len()];
         let Ok(mut l) = list.lock() else {
             return;

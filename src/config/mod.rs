@@ -157,6 +157,15 @@ pub struct ListenerConfig {
     /// Names whose certificates sluice obtains and renews itself (ACME),
     /// lower case.
     pub acme_domains: Vec<String>,
+    /// Every connection opens with a PROXY protocol header (v1 or v2).
+    pub proxy_protocol: bool,
+}
+
+/// A PROXY protocol version sluice writes to backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyProtocolVersion {
+    V1,
+    V2,
 }
 
 impl ListenerConfig {
@@ -242,6 +251,8 @@ pub struct PoolConfig {
     pub hash_key: HashKey,
     /// Bounded loads for the hash strategies: 0 off, else at least 1.0.
     pub hash_balance_factor: f64,
+    /// Open every backend connection with a PROXY header naming the client.
+    pub send_proxy_protocol: Option<ProxyProtocolVersion>,
     /// The ramp of a backend that becomes usable; None: full weight at once.
     pub slow_start: Option<Duration>,
     pub health_check: Option<HealthCheckConfig>,

@@ -75,6 +75,7 @@ pub struct RawListener {
     pub trusted_proxies: Option<Vec<String>>,
     pub certificates: Option<Vec<RawCertificate>>,
     pub acme_domains: Option<Vec<String>>,
+    pub proxy_protocol: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -173,6 +174,7 @@ pub struct RawPool {
     pub queue_timeout: Option<String>,
     pub hash_key: Option<String>,
     pub hash_balance_factor: Option<f64>,
+    pub send_proxy_protocol: Option<String>,
     pub slow_start: Option<String>,
     pub health_check: Option<RawHealthCheck>,
     pub circuit_breaker: Option<RawCircuitBreaker>,

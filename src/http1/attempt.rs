@@ -79,16 +79,31 @@ where
         done.set_backend(&backend.addr, attempts.retries + 1);
         let addr = r.pool.addrs[i];
         let config = &r.pool.config;
+        let proxy_header = config.send_proxy_protocol;
         let got = backend
             .conns
             .get(
                 addr,
-                fresh_only,
+                // A connection that names its client serves that client's
+                // one request: never a pooled one.
+                fresh_only || proxy_header.is_some(),
                 config.max_connections,
                 config.queue_timeout,
             )
             .await;
         fresh_only = false;
+        let got = match (got, proxy_header) {
+            (Ok((mut c, reused)), Some(version)) => {
+                let client = &done.client;
+                let header = crate::proxy_protocol::header(version, client.peer, client.local);
+                c.reusable = false;
+                match tokio::io::AsyncWriteExt::write_all(&mut c.stream, &header).await {
+                    Ok(()) => Ok((c, reused)),
+                    Err(e) => Err(GetError::Connect(e)),
+                }
+            }
+            (got, _) => got,
+        };
         let (mut conn, reused) = match got {
             Ok(c) => c,
             Err(GetError::Queue) => {

@@ -386,6 +386,7 @@ mod tests {
             let client = Arc::new(Client {
                 listener: "l".into(),
                 peer: ([127, 0, 0, 1], 1).into(),
+                local: ([127, 0, 0, 1], 2).into(),
                 tls: false,
                 shared,
             });

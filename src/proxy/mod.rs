@@ -27,7 +27,11 @@ use tokio::time::Instant;
 /// One client connection, as the request path sees it.
 pub struct Client {
     pub listener: Arc<str>,
+    /// The client's address: the TCP peer, or the source of the PROXY
+    /// protocol header on a `proxy_protocol` listener.
     pub peer: SocketAddr,
+    /// The address the client connected to (for a PROXY header sent on).
+    pub local: SocketAddr,
     pub tls: bool,
     pub shared: Arc<Shared>,
 }

@@ -27,8 +27,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{watch, OwnedSemaphorePermit};
 
 async fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
+    mut stream: TcpStream,
+    mut peer: SocketAddr,
     listener: Arc<str>,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
@@ -46,6 +46,19 @@ async fn serve(
             view.tls.as_ref().map(|t| t.server.clone()),
         )
     };
+    // Behind an L4 balancer: the PROXY header names the client, within the
+    // time a request head has; a connection without one is closed unanswered.
+    if config.proxy_protocol {
+        match crate::proxy_protocol::read_header(&mut stream, config.header_read_timeout).await {
+            Ok(Some(source)) => peer = source,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!(peer = %peer, error = ?e, "no valid PROXY protocol header; closed");
+                return;
+            }
+        }
+    }
+    let local = stream.local_addr().unwrap_or(peer);
     let active = shared
         .metrics
         .connections_active
@@ -54,6 +67,7 @@ async fn serve(
     let client = Arc::new(Client {
         listener,
         peer,
+        local,
         tls: tls.is_some(),
         shared,
     });
@@ -108,6 +122,7 @@ pub async fn serve_stream<T: Stream>(
     let client = Arc::new(Client {
         listener: listener.into(),
         peer,
+        local: peer,
         tls: false,
         shared,
     });
@@ -307,6 +322,7 @@ mod tests {
             let client = std::sync::Arc::new(crate::proxy::Client {
                 listener: "l".into(),
                 peer: ([127, 0, 0, 1], 1).into(),
+                local: ([127, 0, 0, 1], 2).into(),
                 tls: false,
                 shared: shared.clone(),
             });

@@ -139,6 +139,7 @@ pub(super) fn validate_listeners(
             trusted_proxies: trusted,
             certificates,
             acme_domains,
+            proxy_protocol: l.proxy_protocol.unwrap_or(false),
         });
     }
     out

@@ -53,6 +53,22 @@ pub(super) fn validate_pools(
                 format!("must be 0 (off) or between 1.0 and 100.0, got {hash_balance_factor}"),
             );
         }
+        let send_proxy_protocol = match r
+            .send_proxy_protocol
+            .as_deref()
+            .unwrap_or(defaults::text("pool.send_proxy_protocol"))
+        {
+            "off" => None,
+            "v1" => Some(ProxyProtocolVersion::V1),
+            "v2" => Some(ProxyProtocolVersion::V2),
+            other => {
+                e.push(
+                    format!("{p}.send_proxy_protocol"),
+                    format!("unknown value {other:?} (expected off | v1 | v2)"),
+                );
+                None
+            }
+        };
         let slow_start = r
             .slow_start
             .as_ref()
@@ -93,6 +109,7 @@ pub(super) fn validate_pools(
             ),
             hash_key,
             hash_balance_factor,
+            send_proxy_protocol,
             slow_start,
             health_check: r
                 .health_check
