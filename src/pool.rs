@@ -87,6 +87,49 @@ pub struct Pool {
     /// Requests in flight to the pool (see `Backend::join_pool`); kept by
     /// name across reloads, like the budget.
     in_flight: Arc<std::sync::atomic::AtomicU64>,
+    /// Per member: its sticky-session token (see `sticky_token`).
+    tokens: Vec<u64>,
+}
+
+/// The sticky token of backend `addr` of pool `pool`: a fixed hash, so every
+/// instance with the same config agrees without talking, and the cookie
+/// shows no address (it is not a secret either: anyone who can guess the
+/// addresses can compute it).
+pub fn sticky_token(pool: &str, addr: &str) -> u64 {
+    balance::hash_bytes(format!("sluice-sticky\0{pool}\0{addr}").as_bytes())
+}
+
+/// The `Set-Cookie` value that pins a client to backend `addr`.
+pub fn sticky_cookie(config: &crate::config::StickyConfig, pool: &str, addr: &str) -> String {
+    let mut c = format!(
+        "{}={:016x}; Path=/; HttpOnly",
+        config.cookie,
+        sticky_token(pool, addr)
+    );
+    if let Some(ttl) = config.ttl {
+        c.push_str(&format!("; Max-Age={}", ttl.as_secs().max(1)));
+    }
+    c
+}
+
+/// The token in a request's cookies named `name`, if any.
+pub fn cookie_token(head: &dyn crate::proxy::Head, name: &str) -> Option<u64> {
+    let mut found = None;
+    head.each("cookie", &mut |value| {
+        if found.is_some() {
+            return;
+        }
+        found = value.split(|&b| b == b';').find_map(|pair| {
+            let pair = pair.trim_ascii();
+            let eq = pair.iter().position(|&b| b == b'=')?;
+            let (n, v) = (&pair[..eq], &pair[eq + 1..]);
+            if n != name.as_bytes() || v.len() != 16 {
+                return None;
+            }
+            u64::from_str_radix(std::str::from_utf8(v).ok()?, 16).ok()
+        });
+    });
+    found
 }
 
 /// Why a pool could not admit a request.
@@ -168,7 +211,30 @@ impl Pool {
             }),
             budget: previous.map(|p| p.budget.clone()).unwrap_or_default(),
             in_flight,
+            tokens: config
+                .backends
+                .iter()
+                .map(|b| sticky_token(&config.name, &b.addr))
+                .collect(),
         }
+    }
+
+    /// The member a sticky token names, if it is in the pool.
+    pub fn pinned_member(&self, token: u64) -> Option<usize> {
+        self.tokens.iter().position(|&t| t == token)
+    }
+
+    /// Admits the member a sticky token names, if it may take the request:
+    /// usable, except that drain still honours the sessions pinned to it.
+    pub fn pick_pinned(&self, token: u64) -> Option<(usize, Lease)> {
+        let i = self.pinned_member(token)?;
+        let now = Instant::now();
+        let mut r = self.reasons(i, now);
+        r.drain = false;
+        if !r.usable(true) {
+            return None;
+        }
+        self.admit(i, now).map(|lease| (i, lease))
     }
 
     /// The weight member `i` has now: its runtime or file weight, times the

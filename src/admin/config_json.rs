@@ -143,6 +143,10 @@ fn pool(p: &PoolConfig) -> Value {
             crate::config::HashKey::PathAndQuery => "path_and_query",
         },
         "hash_balance_factor": p.hash_balance_factor,
+        "sticky": json!({
+            "cookie": p.sticky.as_ref().map_or("", |s| s.cookie.as_str()),
+            "ttl": p.sticky.as_ref().and_then(|s| s.ttl).map_or(String::new(), dur),
+        }),
         "send_proxy_protocol": match p.send_proxy_protocol {
             None => "off",
             Some(crate::config::ProxyProtocolVersion::V1) => "v1",

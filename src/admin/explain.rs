@@ -78,6 +78,13 @@ impl Head for Question {
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_bytes())
     }
+    fn each(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
+        for (n, v) in &self.headers {
+            if n == name {
+                f(v.as_bytes());
+            }
+        }
+    }
 }
 
 pub fn explain(snap: &Snapshot, q: &Question) -> Value {
@@ -143,8 +150,21 @@ pub fn explain(snap: &Snapshot, q: &Question) -> Value {
                     .and_then(|ip| proxy::hash_key(pool, ip, path, &q.path)),
                 _ => None,
             };
-            let would_pick = key
-                .and_then(|k| pool.would_pick(k))
+            // A sticky cookie that names a backend able to take it (drain
+            // still honours it) decides first, as on the request path.
+            let pinned = pool
+                .config
+                .sticky
+                .as_ref()
+                .and_then(|s| crate::pool::cookie_token(q, &s.cookie))
+                .and_then(|t| pool.pinned_member(t))
+                .filter(|&i| {
+                    let mut r = pool.reasons(i, now);
+                    r.drain = false;
+                    r.usable(true)
+                });
+            let would_pick = pinned
+                .or_else(|| key.and_then(|k| pool.would_pick(k)))
                 .map(|i| json!(&*pool.members[i].backend.addr));
             let backends: Vec<Value> = pool
                 .members

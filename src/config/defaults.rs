@@ -62,6 +62,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("pool.hash_key", "\"path\""),
     ("pool.hash_balance_factor", "0.0"),
     ("pool.send_proxy_protocol", "\"off\""),
+    ("pool.sticky", "{ cookie = \"\", ttl = \"\" }"),
     ("pool.slow_start", "\"\""),
     ("pool.health_check.path", "\"/healthz\""),
     ("pool.health_check.host", "\"\""),

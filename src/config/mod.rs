@@ -161,6 +161,14 @@ pub struct ListenerConfig {
     pub proxy_protocol: bool,
 }
 
+/// Sticky sessions: the cookie that pins a client to a backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StickyConfig {
+    pub cookie: String,
+    /// Max-Age of the cookie; None: a session cookie.
+    pub ttl: Option<Duration>,
+}
+
 /// A PROXY protocol version sluice writes to backends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProxyProtocolVersion {
@@ -253,6 +261,8 @@ pub struct PoolConfig {
     pub hash_balance_factor: f64,
     /// Open every backend connection with a PROXY header naming the client.
     pub send_proxy_protocol: Option<ProxyProtocolVersion>,
+    /// Sticky sessions by cookie.
+    pub sticky: Option<StickyConfig>,
     /// The ramp of a backend that becomes usable; None: full weight at once.
     pub slow_start: Option<Duration>,
     pub health_check: Option<HealthCheckConfig>,

@@ -175,11 +175,19 @@ pub struct RawPool {
     pub hash_key: Option<String>,
     pub hash_balance_factor: Option<f64>,
     pub send_proxy_protocol: Option<String>,
+    pub sticky: Option<RawSticky>,
     pub slow_start: Option<String>,
     pub health_check: Option<RawHealthCheck>,
     pub circuit_breaker: Option<RawCircuitBreaker>,
     pub rate_limit: Option<RawRateLimit>,
     pub retry: Option<RawRetry>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawSticky {
+    pub cookie: Option<String>,
+    pub ttl: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

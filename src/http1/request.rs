@@ -41,6 +41,17 @@ impl crate::proxy::Head for View<'_> {
     fn first(&self, name: &str) -> Option<&[u8]> {
         self.head.value(self.buf, name.as_bytes())
     }
+    fn each(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
+        for field in &self.head.fields {
+            if field
+                .name
+                .get(self.buf)
+                .eq_ignore_ascii_case(name.as_bytes())
+            {
+                f(field.value.get(self.buf));
+            }
+        }
+    }
 }
 
 fn text(b: &[u8]) -> &str {
@@ -167,7 +178,7 @@ pub(super) async fn serve<S: Stream>(conn: &mut Conn<S>) -> After {
     if mirroring && whole {
         crate::proxy::mirror::send(&target.route, &conn.out, body.kept());
     }
-    let mut attempts = Attempts::new(pool, target.key, replayable);
+    let mut attempts = Attempts::new(pool, target.key, replayable).pinned(target.sticky);
     let tried = attempt::run(
         attempt::Request {
             pool,
@@ -288,6 +299,7 @@ pub(super) async fn serve<S: Stream>(conn: &mut Conn<S>) -> After {
     // The response head goes after the request head, which the rest of
     // the upload may still need.
     let request_len = conn.out.len();
+    let set_cookie = target.sticky_cookie(&backend.addr);
     write::response_head(
         &mut conn.out,
         conn.bbuf.unread(),
@@ -299,6 +311,7 @@ pub(super) async fn serve<S: Stream>(conn: &mut Conn<S>) -> After {
             rules: (!route.response_headers.is_empty()).then_some(&route.response_headers),
             encoding: encoder.as_ref().map(|(c, _)| c.name()),
             vary,
+            set_cookie: set_cookie.as_deref(),
         },
     );
     let (resp_len, resp_kind, backend_keeps) = (resp.len, resp.body, resp.keep_alive);

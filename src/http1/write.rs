@@ -41,6 +41,8 @@ pub struct Edits<'a> {
     pub encoding: Option<&'static str>,
     /// The answer depends on Accept-Encoding (a compressible response).
     pub vary: bool,
+    /// A sticky pool's cookie for the backend that answered.
+    pub set_cookie: Option<&'a str>,
 }
 
 /// Writes the `set` and `add` fields of header rules.
@@ -221,6 +223,9 @@ pub fn response_head(
     }
     if edits.vary {
         out.extend_from_slice(b"vary: accept-encoding\r\n");
+    }
+    if let Some(c) = edits.set_cookie {
+        field(out, b"set-cookie", c.as_bytes());
     }
     if let Some(rules) = edits.rules {
         rule_fields(out, rules);

@@ -51,6 +51,18 @@ pub struct Target {
     pub timeout: Duration,
     /// The path and query the backend gets, when the route rewrites it.
     pub path: Option<String>,
+    /// The sticky-session token of the request's cookie (sticky pools).
+    pub sticky: Option<u64>,
+}
+
+impl Target {
+    /// The `Set-Cookie` of a sticky pool for an answer from backend `addr`,
+    /// unless the request's cookie already names it.
+    pub fn sticky_cookie(&self, addr: &str) -> Option<String> {
+        let s = self.pool.config.sticky.as_ref()?;
+        let token = crate::pool::sticky_token(&self.pool.name, addr);
+        (self.sticky != Some(token)).then(|| crate::pool::sticky_cookie(s, &self.pool.name, addr))
+    }
 }
 
 /// The parts of a request that routing and policy look at, whatever
@@ -61,6 +73,8 @@ pub trait Head {
     fn has(&self, name: &str, value: &str) -> bool;
     /// The first value of the field `name` (lower case).
     fn first(&self, name: &str) -> Option<&[u8]>;
+    /// Every value of the field `name` (lower case), in order.
+    fn each(&self, name: &str, f: &mut dyn FnMut(&[u8]));
 }
 
 /// A request as `target` sees it.
@@ -167,6 +181,11 @@ pub async fn target<'v>(
         key: hash_key(pool, client_ip, path, ask.path_and_query),
         timeout: route.config.timeout.unwrap_or(pool.config.request_timeout),
         path: policy::rewrite_path(&route.config, path, query),
+        sticky: pool
+            .config
+            .sticky
+            .as_ref()
+            .and_then(|s| crate::pool::cookie_token(ask.head, &s.cookie)),
         pool: pool.clone(),
         route: route.clone(),
         client_ip,

@@ -79,6 +79,8 @@ pub struct Attempts<'p> {
     replayable: bool,
     /// Members tried so far; only filled once a retry is considered.
     tried: Vec<usize>,
+    /// The sticky-session token the request carries, if any.
+    pinned: Option<u64>,
     pub retries: u32,
     sec: u64,
 }
@@ -96,6 +98,7 @@ impl<'p> Attempts<'p> {
             policy,
             replayable,
             tried: Vec::new(),
+            pinned: None,
             retries: 0,
             sec,
         }
@@ -107,8 +110,19 @@ impl<'p> Attempts<'p> {
         pool.config.retry.as_ref().is_some_and(|r| r.attempts > 0)
     }
 
-    /// The first pick; 503 when no backend may take the request.
+    /// Goes first to the backend a sticky cookie names, while it may take
+    /// the request.
+    pub fn pinned(mut self, token: Option<u64>) -> Self {
+        self.pinned = token;
+        self
+    }
+
+    /// The first pick (the pinned backend, if usable); 503 when no backend
+    /// may take the request.
     pub fn first(&mut self, metrics: &Metrics) -> Result<(usize, Lease), ProxyError> {
+        if let Some(picked) = self.pinned.and_then(|t| self.pool.pick_pinned(t)) {
+            return Ok(picked);
+        }
         self.pool.pick(self.key, &[]).map_err(|refusal| {
             if refusal == Refusal::RateLimited {
                 metrics

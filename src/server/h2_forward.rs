@@ -37,6 +37,11 @@ impl crate::proxy::Head for View<'_> {
     fn first(&self, name: &str) -> Option<&[u8]> {
         self.0.headers.get(name).map(|v| v.as_bytes())
     }
+    fn each(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
+        for v in self.0.headers.get_all(name) {
+            f(v.as_bytes());
+        }
+    }
 }
 
 /// A response head (status, fields) and the backend body behind it.
@@ -135,7 +140,7 @@ pub(super) async fn forward(
         crate::proxy::mirror::send(&target.route, &out, bytes);
     }
     let head_request = parts.method == Method::HEAD;
-    let mut attempts = Attempts::new(pool, target.key, replayable);
+    let mut attempts = Attempts::new(pool, target.key, replayable).pinned(target.sticky);
     let mut resp_buf = Buf::new(crate::http1::buf::BODY);
     let mut resp = ResponseHead::new();
     let mut timer = Timer::default();
@@ -195,6 +200,9 @@ pub(super) async fn forward(
     }
     if vary {
         builder = builder.header("vary", "accept-encoding");
+    }
+    if let Some(cookie) = target.sticky_cookie(&backend.addr) {
+        builder = builder.header("set-cookie", cookie);
     }
     for (n, v) in rules.set.iter().chain(&rules.add) {
         builder = builder.header(n.as_str(), v.as_str());

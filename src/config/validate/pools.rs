@@ -69,6 +69,28 @@ pub(super) fn validate_pools(
                 None
             }
         };
+        let sticky = r.sticky.as_ref().and_then(|s| {
+            let cookie = s.cookie.clone().unwrap_or_default();
+            if cookie.is_empty() {
+                return None;
+            }
+            // A cookie name is an RFC 6265 token.
+            let token = cookie
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !token {
+                e.push(
+                    format!("{p}.sticky.cookie"),
+                    format!("{cookie:?} is not a valid cookie name"),
+                );
+            }
+            let ttl = s
+                .ttl
+                .as_ref()
+                .filter(|t| !t.is_empty())
+                .map(|t| e.duration(&format!("{p}.sticky.ttl"), &Some(t.clone()), "1h"));
+            Some(StickyConfig { cookie, ttl })
+        });
         let slow_start = r
             .slow_start
             .as_ref()
@@ -110,6 +132,7 @@ pub(super) fn validate_pools(
             hash_key,
             hash_balance_factor,
             send_proxy_protocol,
+            sticky,
             slow_start,
             health_check: r
                 .health_check
