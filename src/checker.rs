@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// What one check needs, replaced as a whole on reload.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Target {
     pub config: HealthCheckConfig,
     /// The backend's resolved address.
@@ -31,6 +31,34 @@ pub struct Target {
     pub request: Vec<u8>,
     /// The pool's `send_proxy_protocol`: checks open with a header too.
     pub proxy_header: Option<crate::config::ProxyProtocolVersion>,
+    /// The pool's TLS to the backend, if it has one: checks use it too.
+    pub tls: Option<(
+        Arc<rustls::ClientConfig>,
+        rustls::pki_types::ServerName<'static>,
+    )>,
+}
+
+impl PartialEq for Target {
+    fn eq(&self, other: &Target) -> bool {
+        let same_tls = match (&self.tls, &other.tls) {
+            (None, None) => true,
+            (Some((a, n)), Some((b, m))) => Arc::ptr_eq(a, b) && n == m,
+            _ => false,
+        };
+        same_tls
+            && self.config == other.config
+            && self.addr == other.addr
+            && self.request == other.request
+            && self.proxy_header == other.proxy_header
+    }
+}
+
+impl Target {
+    fn tls_target(&self) -> Option<crate::backend::stream::TlsTarget<'_>> {
+        self.tls
+            .as_ref()
+            .map(|(config, name)| crate::backend::stream::TlsTarget { config, name })
+    }
 }
 
 struct Running {
@@ -124,6 +152,11 @@ fn target(snap: &Snapshot, (pool, addr): &(String, String)) -> Option<(Arc<Backe
             addr: pool.addrs[i],
             request,
             proxy_header: pool.config.send_proxy_protocol,
+            tls: pool
+                .tls_target(i)
+                .ok()
+                .flatten()
+                .map(|t| (t.config.clone(), t.name.clone())),
         },
     ))
 }
@@ -166,7 +199,7 @@ async fn check_once(backend: &Backend, t: &Target) -> bool {
 /// reads the status of the response head.
 async fn probe(backend: &Backend, t: &Target) -> std::io::Result<u16> {
     use tokio::io::AsyncWriteExt;
-    let mut stream = backend.conns.probe_connect(t.addr).await?;
+    let mut stream = backend.conns.probe_connect(t.addr, t.tls_target()).await?;
     if let Some(version) = t.proxy_header {
         // A check names no client: v2 LOCAL, or v1 "PROXY UNKNOWN".
         stream

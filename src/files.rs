@@ -15,6 +15,8 @@ pub struct Files {
     pub users: Vec<Option<Arc<Users>>>,
     /// The admin write token (`admin.token_file`), if one is set.
     pub admin_token: Option<AdminToken>,
+    /// Per pool with `[pool.X.tls]`: its rustls client settings.
+    pub upstream_tls: std::collections::HashMap<String, Arc<rustls::ClientConfig>>,
 }
 
 /// The bearer token of the admin write endpoints. Never printed; compared
@@ -71,6 +73,17 @@ pub fn load(config: &mut Config, opts: LoadOptions) -> Result<Files, ConfigError
             }
         }
     }
+    let mut upstream_tls = std::collections::HashMap::new();
+    for p in &config.pools {
+        if let Some(t) = &p.tls {
+            match crate::upstream_tls::client_config(&p.name, t, opts.read_files) {
+                Ok(c) => {
+                    upstream_tls.insert(p.name.clone(), c);
+                }
+                Err((path, message)) => errors.push(ConfigError { path, message }),
+            }
+        }
+    }
     let mut admin_token = None;
     if let Some(file) = config.admin.as_ref().and_then(|a| a.token_file.as_ref()) {
         let read = if opts.read_files {
@@ -101,6 +114,7 @@ pub fn load(config: &mut Config, opts: LoadOptions) -> Result<Files, ConfigError
             tls,
             users,
             admin_token,
+            upstream_tls,
         }),
         Ok(_) => Err(ConfigErrors(errors)),
         Err(mut e) => {

@@ -34,6 +34,7 @@ pub mod server;
 pub mod snapshot;
 pub mod tls;
 pub mod upgrade;
+pub mod upstream_tls;
 pub mod workers;
 
 use config::Config;

@@ -89,6 +89,10 @@ pub struct Pool {
     in_flight: Arc<std::sync::atomic::AtomicU64>,
     /// Per member: its sticky-session token (see `sticky_token`).
     tokens: Vec<u64>,
+    /// TLS to the backends: the pool's client settings, and per member the
+    /// name it is verified as (None: not a valid name; it cannot connect).
+    tls: Option<Arc<rustls::ClientConfig>>,
+    server_names: Vec<Option<rustls::pki_types::ServerName<'static>>>,
 }
 
 /// The sticky token of backend `addr` of pool `pool`: a fixed hash, so every
@@ -112,26 +116,6 @@ pub fn sticky_cookie(config: &crate::config::StickyConfig, pool: &str, addr: &st
     c
 }
 
-/// The token in a request's cookies named `name`, if any.
-pub fn cookie_token(head: &dyn crate::proxy::Head, name: &str) -> Option<u64> {
-    let mut found = None;
-    head.each("cookie", &mut |value| {
-        if found.is_some() {
-            return;
-        }
-        found = value.split(|&b| b == b';').find_map(|pair| {
-            let pair = pair.trim_ascii();
-            let eq = pair.iter().position(|&b| b == b'=')?;
-            let (n, v) = (&pair[..eq], &pair[eq + 1..]);
-            if n != name.as_bytes() || v.len() != 16 {
-                return None;
-            }
-            u64::from_str_radix(std::str::from_utf8(v).ok()?, 16).ok()
-        });
-    });
-    found
-}
-
 /// Why a pool could not admit a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -148,6 +132,7 @@ impl Pool {
         previous: Option<&Pool>,
         metrics: &Metrics,
         ramp_new: bool,
+        tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Pool {
         let name: Arc<str> = config.name.as_str().into();
         let in_flight = previous.map(|p| p.in_flight.clone()).unwrap_or_default();
@@ -216,6 +201,35 @@ impl Pool {
                 .iter()
                 .map(|b| sticky_token(&config.name, &b.addr))
                 .collect(),
+            server_names: config
+                .backends
+                .iter()
+                .map(|b| {
+                    config
+                        .tls
+                        .as_ref()
+                        .and_then(|t| crate::upstream_tls::server_name(t, &b.addr))
+                })
+                .collect(),
+            tls,
+        }
+    }
+
+    /// How to connect to member `i`: TLS (with its name) or plain. Err: the
+    /// pool speaks TLS but the member has no name to verify.
+    pub fn tls_target(
+        &self,
+        i: usize,
+    ) -> Result<Option<crate::backend::stream::TlsTarget<'_>>, std::io::Error> {
+        let Some(config) = &self.tls else {
+            return Ok(None);
+        };
+        match self.server_names.get(i).and_then(Option::as_ref) {
+            Some(name) => Ok(Some(crate::backend::stream::TlsTarget { config, name })),
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "no TLS server name for this backend (set [pool.X.tls] server_name)",
+            )),
         }
     }
 

@@ -114,9 +114,10 @@ impl Snapshot {
             .iter()
             .map(|p| {
                 let prev = previous.and_then(|s| s.pools.get(&p.name)).map(|p| &**p);
+                let tls = files.upstream_tls.get(&p.name).cloned();
                 (
                     p.name.clone(),
-                    Arc::new(Pool::build(p, prev, metrics, ramp_new)),
+                    Arc::new(Pool::build(p, prev, metrics, ramp_new, tls)),
                 )
             })
             .collect();
@@ -125,6 +126,7 @@ impl Snapshot {
             tls,
             users,
             admin_token,
+            upstream_tls: _,
         } = files;
         let routes: Vec<Arc<Route>> = config
             .routes

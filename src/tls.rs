@@ -31,7 +31,7 @@ pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 /// The ALPN protocol of the tls-alpn-01 challenge (RFC 8737).
 pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
-fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -130,7 +130,7 @@ impl Certificate {
 /// this stops a wrong path (a device, a log file) from being read whole.
 const MAX_PEM_FILE: u64 = 1 << 20;
 
-fn read_small(path: &Path) -> std::io::Result<Vec<u8>> {
+pub(crate) fn read_small(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let file = std::fs::File::open(path)?;
     if !file.metadata()?.is_file() {

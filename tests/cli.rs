@@ -21,7 +21,7 @@ fn check_accepts_the_example_config() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(out.lines().count(), 1, "one-line summary expected: {out}");
     assert!(
-        out.contains("config ok: 2 listener(s), 4 route(s), 2 pool(s), 4 backend(s)"),
+        out.contains("config ok: 2 listener(s), 4 route(s), 3 pool(s), 6 backend(s)"),
         "{out}"
     );
 }

@@ -156,7 +156,7 @@ pub fn explain(snap: &Snapshot, q: &Question) -> Value {
                 .config
                 .sticky
                 .as_ref()
-                .and_then(|s| crate::pool::cookie_token(q, &s.cookie))
+                .and_then(|s| crate::proxy::headers::cookie_token(q, &s.cookie))
                 .and_then(|t| pool.pinned_member(t))
                 .filter(|&i| {
                     let mut r = pool.reasons(i, now);

@@ -21,6 +21,7 @@
 //! waiting at the cap takes a connection freed on any worker: one idle on
 //! another worker is closed to make room for a new one here.
 
+use super::stream::{TlsTarget, UpStream};
 use std::cell::Cell;
 use std::io;
 use std::net::SocketAddr;
@@ -63,7 +64,7 @@ fn worker() -> usize {
 }
 
 struct Idle {
-    stream: TcpStream,
+    stream: UpStream,
     slot: Slot,
     addr: SocketAddr,
     since: Instant,
@@ -108,7 +109,7 @@ impl Drop for Slot {
 
 /// An open connection to a backend.
 pub struct Conn {
-    pub stream: TcpStream,
+    pub stream: UpStream,
     slot: Slot,
     /// False for a connection opened with a PROXY header naming one client:
     /// it serves that request only and is never pooled.
@@ -180,10 +181,12 @@ impl Conns {
     pub async fn get(
         &self,
         addr: SocketAddr,
+        tls: Option<TlsTarget<'_>>,
         fresh: bool,
         max: usize,
         queue_timeout: Duration,
     ) -> Result<(Conn, bool), GetError> {
+        let want_tls = tls.is_some();
         let mut deadline = None;
         let mut waiting = None;
         loop {
@@ -193,17 +196,17 @@ impl Conns {
             // is not missed.
             freed.as_mut().enable();
             if !fresh {
-                if let Some(c) = self.checkout(addr) {
+                if let Some(c) = self.checkout(addr, want_tls) {
                     return Ok((c, true));
                 }
             }
             if let Some(slot) = self.reserve(max) {
-                return self.connect(addr, slot).await.map(|c| (c, false));
+                return self.connect(addr, slot, tls).await.map(|c| (c, false));
             }
             // At the cap: a connection idle on another worker serves
             // (driven from here while its own worker's reactor reports on
             // it); one to an old address makes room when closed.
-            if let Some(c) = self.steal(addr) {
+            if let Some(c) = self.steal(addr, want_tls) {
                 return Ok((c, true));
             }
             if self.close_one_idle() {
@@ -232,15 +235,24 @@ impl Conns {
         }
     }
 
-    async fn connect(&self, addr: SocketAddr, slot: Slot) -> Result<Conn, GetError> {
-        let stream = tokio::time::timeout(self.connect_timeout(), TcpStream::connect(addr))
-            .await
-            .map_err(|_| {
-                GetError::Connect(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
-            })?
-            .map_err(GetError::Connect)?;
-        // Small requests must not wait for Nagle.
-        stream.set_nodelay(true).map_err(GetError::Connect)?;
+    async fn connect(
+        &self,
+        addr: SocketAddr,
+        slot: Slot,
+        tls: Option<TlsTarget<'_>>,
+    ) -> Result<Conn, GetError> {
+        // The TLS handshake is part of connecting: connect_timeout covers both.
+        let stream = tokio::time::timeout(self.connect_timeout(), async {
+            let tcp = TcpStream::connect(addr).await?;
+            // Small requests must not wait for Nagle.
+            tcp.set_nodelay(true)?;
+            UpStream::open(tcp, tls).await
+        })
+        .await
+        .map_err(|_| {
+            GetError::Connect(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
+        })?
+        .map_err(GetError::Connect)?;
         self.shared.opened.fetch_add(1, Ordering::Relaxed);
         Ok(Conn {
             stream,
@@ -250,22 +262,32 @@ impl Conns {
     }
 
     /// A new connection outside the pool and its cap (health checks).
-    pub async fn probe_connect(&self, addr: SocketAddr) -> io::Result<TcpStream> {
-        let stream = tokio::time::timeout(self.connect_timeout(), TcpStream::connect(addr))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
-        stream.set_nodelay(true)?;
-        Ok(stream)
+    pub async fn probe_connect(
+        &self,
+        addr: SocketAddr,
+        tls: Option<TlsTarget<'_>>,
+    ) -> io::Result<UpStream> {
+        tokio::time::timeout(self.connect_timeout(), async {
+            let tcp = TcpStream::connect(addr).await?;
+            tcp.set_nodelay(true)?;
+            UpStream::open(tcp, tls).await
+        })
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))?
     }
 
     /// This worker's most recently used live connection to `addr`: the
     /// warmest, and the one least likely to have been closed by the backend.
-    fn checkout(&self, addr: SocketAddr) -> Option<Conn> {
+    fn checkout(&self, addr: SocketAddr, tls: bool) -> Option<Conn> {
         let list = &self.shared.idle[worker() % self.shared.idle.len()];
         let mut list = list.lock().ok()?;
         let now = Instant::now();
         while let Some(idle) = list.conns.pop() {
-            if idle.addr == addr && fresh(&idle, now) && alive(&idle.stream) {
+            if idle.addr == addr
+                && idle.stream.is_tls() == tls
+                && fresh(&idle, now)
+                && alive(&idle.stream)
+            {
                 return Some(Conn {
                     stream: idle.stream,
                     slot: idle.slot,
@@ -277,13 +299,16 @@ impl Conns {
     }
 
     /// A live idle connection to `addr` from another worker's list.
-    fn steal(&self, addr: SocketAddr) -> Option<Conn> {
+    fn steal(&self, addr: SocketAddr, tls: bool) -> Option<Conn> {
         let n = self.shared.idle.len();
         let me = worker() % n;
         let now = Instant::now();
         (1..n).map(|k| (me + k) % n).find_map(|i| {
             let mut list = self.shared.idle[i].lock().ok()?;
-            let at = list.conns.iter().rposition(|idle| idle.addr == addr)?;
+            let at = list
+                .conns
+                .iter()
+                .rposition(|idle| idle.addr == addr && idle.stream.is_tls() == tls)?;
             let idle = list.conns.remove(at);
             (fresh(&idle, now) && alive(&idle.stream)).then_some(Conn {
                 stream: idle.stream,
@@ -361,13 +386,18 @@ fn fresh(idle: &Idle, now: Instant) -> bool {
 
 /// Whether an idle socket is still usable: no readiness reported since it
 /// was last read empty, or a read finds nothing.
-fn alive(stream: &TcpStream) -> bool {
+fn alive(stream: &UpStream) -> bool {
+    let tcp = stream.tcp();
     let mut cx = Context::from_waker(Waker::noop());
-    match stream.poll_read_ready(&mut cx) {
+    match tcp.poll_read_ready(&mut cx) {
         Poll::Pending => true,
         Poll::Ready(Err(_)) => false,
+        // A TLS stream's bytes are records: none may be taken from under
+        // it, so one that became readable while idle (a close_notify, most
+        // likely) is dropped.
+        Poll::Ready(Ok(())) if stream.is_tls() => false,
         Poll::Ready(Ok(())) => matches!(
-            stream.try_read(&mut [0u8; 1]),
+            tcp.try_read(&mut [0u8; 1]),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock
         ),
     }

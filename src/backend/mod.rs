@@ -9,6 +9,7 @@ pub mod breaker;
 pub mod conns;
 pub mod health;
 pub mod latency;
+pub mod stream;
 
 use crate::limit::SharedBucket;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};

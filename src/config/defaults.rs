@@ -64,6 +64,11 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("pool.send_proxy_protocol", "\"off\""),
     ("pool.sticky", "{ cookie = \"\", ttl = \"\" }"),
     ("pool.slow_start", "\"\""),
+    ("pool.tls.server_name", "\"\""),
+    ("pool.tls.ca", "\"\""),
+    ("pool.tls.verify", "true"),
+    ("pool.tls.cert", "\"\""),
+    ("pool.tls.key", "\"\""),
     ("pool.health_check.path", "\"/healthz\""),
     ("pool.health_check.host", "\"\""),
     ("pool.health_check.interval", "\"5s\""),
@@ -131,7 +136,7 @@ mod tests {
         for (key, v) in DEFAULTS {
             let ok = v.starts_with('"')
                 || v.starts_with('[')
-                || *v == "{}"
+                || v.starts_with('{')
                 || v.parse::<f64>().is_ok()
                 || *v == "true"
                 || *v == "false";

@@ -9,10 +9,12 @@ pub mod defaults;
 mod raw;
 mod route;
 mod scale;
+mod upstream;
 mod validate;
 
 pub use route::*;
 pub use scale::*;
+pub use upstream::*;
 
 use ipnet::IpNet;
 use std::fmt;
@@ -161,21 +163,6 @@ pub struct ListenerConfig {
     pub proxy_protocol: bool,
 }
 
-/// Sticky sessions: the cookie that pins a client to a backend.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StickyConfig {
-    pub cookie: String,
-    /// Max-Age of the cookie; None: a session cookie.
-    pub ttl: Option<Duration>,
-}
-
-/// A PROXY protocol version sluice writes to backends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProxyProtocolVersion {
-    V1,
-    V2,
-}
-
 impl ListenerConfig {
     /// Whether the listener speaks TLS (it has certificates or ACME names).
     pub fn tls(&self) -> bool {
@@ -263,6 +250,8 @@ pub struct PoolConfig {
     pub send_proxy_protocol: Option<ProxyProtocolVersion>,
     /// Sticky sessions by cookie.
     pub sticky: Option<StickyConfig>,
+    /// TLS to the backends (`[pool.X.tls]`).
+    pub tls: Option<UpstreamTlsConfig>,
     /// The ramp of a backend that becomes usable; None: full weight at once.
     pub slow_start: Option<Duration>,
     pub health_check: Option<HealthCheckConfig>,

@@ -176,11 +176,22 @@ pub struct RawPool {
     pub hash_balance_factor: Option<f64>,
     pub send_proxy_protocol: Option<String>,
     pub sticky: Option<RawSticky>,
+    pub tls: Option<RawUpstreamTls>,
     pub slow_start: Option<String>,
     pub health_check: Option<RawHealthCheck>,
     pub circuit_breaker: Option<RawCircuitBreaker>,
     pub rate_limit: Option<RawRateLimit>,
     pub retry: Option<RawRetry>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawUpstreamTls {
+    pub server_name: Option<String>,
+    pub ca: Option<String>,
+    pub verify: Option<bool>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

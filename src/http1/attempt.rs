@@ -80,17 +80,24 @@ where
         let addr = r.pool.addrs[i];
         let config = &r.pool.config;
         let proxy_header = config.send_proxy_protocol;
-        let got = backend
-            .conns
-            .get(
-                addr,
-                // A connection that names its client serves that client's
-                // one request: never a pooled one.
-                fresh_only || proxy_header.is_some(),
-                config.max_connections,
-                config.queue_timeout,
-            )
-            .await;
+        let tls = r.pool.tls_target(i);
+        let got = match tls {
+            Err(e) => Err(GetError::Connect(e)),
+            Ok(tls) => {
+                backend
+                    .conns
+                    .get(
+                        addr,
+                        tls,
+                        // A connection that names its client serves that client's
+                        // one request: never a pooled one.
+                        fresh_only || proxy_header.is_some(),
+                        config.max_connections,
+                        config.queue_timeout,
+                    )
+                    .await
+            }
+        };
         fresh_only = false;
         let got = match (got, proxy_header) {
             (Ok((mut c, reused)), Some(version)) => {

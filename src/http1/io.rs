@@ -50,6 +50,20 @@ impl Stream for tokio_rustls::server::TlsStream<TcpStream> {
 
 impl Stream for tokio::io::DuplexStream {}
 
+impl Stream for crate::backend::stream::UpStream {
+    fn socket(&self) -> Option<&TcpStream> {
+        Some(self.tcp())
+    }
+
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.is_tls() {
+            // Decrypted bytes may wait inside the TLS state.
+            return Poll::Ready(Ok(()));
+        }
+        self.tcp().poll_read_ready(cx)
+    }
+}
+
 /// A timer armed only while something waits, with the deadline it is
 /// armed for. Its `Sleep` is made the first time it is needed and reused
 /// after (re-arming costs no allocation); a connection whose reads and

@@ -32,6 +32,26 @@ pub fn client_ip<'v>(
     last
 }
 
+/// The token in a request's cookies named `name`, if any.
+pub fn cookie_token(head: &dyn super::Head, name: &str) -> Option<u64> {
+    let mut found = None;
+    head.each("cookie", &mut |value| {
+        if found.is_some() {
+            return;
+        }
+        found = value.split(|&b| b == b';').find_map(|pair| {
+            let pair = pair.trim_ascii();
+            let eq = pair.iter().position(|&b| b == b'=')?;
+            let (n, v) = (&pair[..eq], &pair[eq + 1..]);
+            if n != name.as_bytes() || v.len() != 16 {
+                return None;
+            }
+            u64::from_str_radix(std::str::from_utf8(v).ok()?, 16).ok()
+        });
+    });
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

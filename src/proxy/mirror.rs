@@ -87,13 +87,20 @@ async fn exchange(pool: &Arc<Pool>, copy: &[u8]) -> std::io::Result<()> {
         .pick(None, &[])
         .map_err(|_| std::io::Error::other("no backend in the mirror pool"))?;
     let addr = pool.addrs[i];
-    let mut stream = tokio::time::timeout(
-        pool.config.connect_timeout,
-        tokio::net::TcpStream::connect(addr),
-    )
-    .await
-    .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-    stream.set_nodelay(true)?;
+    // Outside the pool's connections (a copy never waits for a place), but
+    // the way the pool speaks: TLS when it has `[pool.X.tls]`.
+    let tls = pool.tls_target(i)?;
+    let mut stream = pool.members[i]
+        .backend
+        .conns
+        .probe_connect(addr, tls)
+        .await?;
+    if let Some(version) = pool.config.send_proxy_protocol {
+        // A copy names no client of its own.
+        stream
+            .write_all(&crate::proxy_protocol::local_header(version))
+            .await?;
+    }
     stream.write_all(copy).await?;
     let mut sink = [0u8; 4096];
     while stream.read(&mut sink).await? > 0 {}

@@ -185,7 +185,7 @@ pub async fn target<'v>(
             .config
             .sticky
             .as_ref()
-            .and_then(|s| crate::pool::cookie_token(ask.head, &s.cookie)),
+            .and_then(|s| headers::cookie_token(ask.head, &s.cookie)),
         pool: pool.clone(),
         route: route.clone(),
         client_ip,

@@ -324,8 +324,15 @@ pub(super) fn validate(raw: RawConfig, opts: LoadOptions) -> Result<Config, Conf
             acme,
             listeners,
             routes,
+            warnings: pools
+                .iter()
+                .filter(|p| p.tls.as_ref().is_some_and(|t| !t.verify))
+                .map(|p| ConfigError {
+                    path: format!("pool.{}.tls.verify", p.name),
+                    message: "false: the backends' certificates are not verified (anyone on the path can pose as them)".into(),
+                })
+                .collect(),
             pools,
-            warnings: Vec::new(),
         })
     } else {
         Err(ConfigErrors(e.0))

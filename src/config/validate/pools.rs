@@ -7,6 +7,7 @@ use super::super::*;
 use super::{Errors, MAX_WEIGHT};
 use std::collections::HashSet;
 use std::net::ToSocketAddrs;
+use std::path::PathBuf;
 
 pub(super) fn validate_pools(
     e: &mut Errors,
@@ -91,6 +92,37 @@ pub(super) fn validate_pools(
                 .map(|t| e.duration(&format!("{p}.sticky.ttl"), &Some(t.clone()), "1h"));
             Some(StickyConfig { cookie, ttl })
         });
+        let tls = r.tls.as_ref().map(|t| {
+            let q = format!("{p}.tls");
+            let path = |v: &Option<String>| v.clone().filter(|s| !s.is_empty()).map(PathBuf::from);
+            let server_name = t.server_name.clone().filter(|s| !s.is_empty());
+            if let Some(n) = &server_name {
+                if rustls_pki_types::ServerName::try_from(n.as_str()).is_err() {
+                    e.push(
+                        format!("{q}.server_name"),
+                        format!("{n:?} is not a DNS name or IP address"),
+                    );
+                }
+            }
+            let client_cert = match (path(&t.cert), path(&t.key)) {
+                (Some(c), Some(k)) => Some((c, k)),
+                (None, None) => None,
+                (Some(_), None) => {
+                    e.push(format!("{q}.key"), "a client cert needs its key");
+                    None
+                }
+                (None, Some(_)) => {
+                    e.push(format!("{q}.cert"), "a client key needs its cert");
+                    None
+                }
+            };
+            UpstreamTlsConfig {
+                server_name,
+                ca: path(&t.ca),
+                verify: t.verify.unwrap_or(true),
+                client_cert,
+            }
+        });
         let slow_start = r
             .slow_start
             .as_ref()
@@ -133,6 +165,7 @@ pub(super) fn validate_pools(
             hash_balance_factor,
             send_proxy_protocol,
             sticky,
+            tls,
             slow_start,
             health_check: r
                 .health_check
