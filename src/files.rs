@@ -43,6 +43,17 @@ impl AdminToken {
     }
 }
 
+/// A text file the config names, or the error to report under its key.
+fn read_text(file: &std::path::Path, opts: LoadOptions) -> Result<String, String> {
+    if !opts.read_files {
+        return Err(format!(
+            "cannot read {}: file access is off",
+            file.display()
+        ));
+    }
+    std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))
+}
+
 pub fn load(config: &mut Config, opts: LoadOptions) -> Result<Files, ConfigErrors> {
     let tls = crate::tls::load(config, opts);
     let mut errors = Vec::new();
@@ -54,16 +65,7 @@ pub fn load(config: &mut Config, opts: LoadOptions) -> Result<Files, ConfigError
         };
         let path = format!("route[{i}].basic_auth.users_file");
         let file = &auth.users_file;
-        let read = if opts.read_files {
-            std::fs::read_to_string(file)
-                .map_err(|e| format!("cannot read {}: {e}", file.display()))
-        } else {
-            Err(format!(
-                "cannot read {}: file access is off",
-                file.display()
-            ))
-        };
-        match read
+        match read_text(file, opts)
             .and_then(|text| Users::parse(&text).map_err(|e| format!("{}: {e}", file.display())))
         {
             Ok(u) => users.push(Some(Arc::new(u))),
@@ -86,16 +88,7 @@ pub fn load(config: &mut Config, opts: LoadOptions) -> Result<Files, ConfigError
     }
     let mut admin_token = None;
     if let Some(file) = config.admin.as_ref().and_then(|a| a.token_file.as_ref()) {
-        let read = if opts.read_files {
-            std::fs::read_to_string(file)
-                .map_err(|e| format!("cannot read {}: {e}", file.display()))
-        } else {
-            Err(format!(
-                "cannot read {}: file access is off",
-                file.display()
-            ))
-        };
-        match read {
+        match read_text(file, opts) {
             Ok(text) if !text.trim().is_empty() => {
                 admin_token = Some(AdminToken(text.trim().into()));
             }
