@@ -73,6 +73,41 @@ pub struct Checkers {
 }
 
 impl Checkers {
+    /// Brings the running checkers in line with the members `snap` has
+    /// (after DNS changed a pool's members): one per member of every pool
+    /// with a `health_check`, keyed by (pool, member addr).
+    pub fn sync(&mut self, snap: &Snapshot) {
+        let wanted: std::collections::BTreeSet<(String, String)> = snap
+            .pools
+            .values()
+            .filter(|p| p.config.health_check.is_some())
+            .flat_map(|p| {
+                p.members
+                    .iter()
+                    .map(move |m| (p.name.to_string(), m.backend.addr.to_string()))
+            })
+            .collect();
+        let delta = Delta {
+            start: wanted
+                .iter()
+                .filter(|k| !self.running.contains_key(*k))
+                .cloned()
+                .collect(),
+            keep: wanted
+                .iter()
+                .filter(|k| self.running.contains_key(*k))
+                .cloned()
+                .collect(),
+            stop: self
+                .running
+                .keys()
+                .filter(|k| !wanted.contains(*k))
+                .cloned()
+                .collect(),
+        };
+        self.apply(&delta, snap);
+    }
+
     /// Carries out a plan's checker changes (`delta`, keyed by (pool,
     /// addr as written)) against the snapshot just published: stops the
     /// removed (their backends forget their check results), retunes the kept

@@ -17,6 +17,7 @@ pub mod checker;
 pub mod compress;
 pub mod config;
 pub mod demo;
+pub mod discovery;
 pub mod files;
 pub mod global_limit;
 pub mod history;
@@ -32,6 +33,7 @@ pub mod reload;
 pub mod route;
 pub mod server;
 pub mod snapshot;
+pub mod sticky;
 pub mod tls;
 pub mod upgrade;
 pub mod upstream_tls;
@@ -122,7 +124,7 @@ pub struct Sluice {
     shared: Arc<Shared>,
     workers: workers::Workers,
     listeners: tokio::sync::Mutex<Vec<Listener>>,
-    checkers: std::sync::Mutex<checker::Checkers>,
+    checkers: Arc<std::sync::Mutex<checker::Checkers>>,
     admin: tokio::sync::Mutex<Option<admin::Admin>>,
     /// Wakes the ACME task after a reload.
     acme_wake: Arc<tokio::sync::Notify>,
@@ -199,6 +201,16 @@ impl Sluice {
         sluice.apply(&plan, config, files).await?;
         sluice.shared.metrics.config_loaded();
         tokio::spawn(sample_history(Arc::downgrade(&sluice.shared)));
+        let checkers = sluice.checkers.clone();
+        tokio::spawn(discovery::run(
+            Arc::downgrade(&sluice.shared),
+            move |shared| {
+                checkers
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .sync(&shared.snapshot());
+            },
+        ));
         tokio::spawn(acme::run(
             Arc::downgrade(&sluice.shared),
             sluice.acme_wake.clone(),

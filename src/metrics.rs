@@ -35,6 +35,7 @@ pub struct Metrics {
     connections_opened: IntCounterVec,
     admin_state: IntGaugeVec,
     pub upgrades: IntCounterVec,
+    pub dns_lookups: IntCounterVec,
     certificate_expiry: IntGaugeVec,
     pub rate_limited: IntCounterVec,
     pub retries: IntCounterVec,
@@ -162,6 +163,12 @@ impl Default for Metrics {
                 "sluice_backend_admin_state",
                 "Runtime state of the backend: 0 ready, 1 drain, 2 maint",
                 &["pool", "backend"],
+            ),
+            dns_lookups: counter(
+                &r,
+                "sluice_dns_lookups_total",
+                "Backend name lookups of dns_refresh pools",
+                &["pool", "result"],
             ),
             upgrades: counter(
                 &r,

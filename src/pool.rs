@@ -87,33 +87,22 @@ pub struct Pool {
     /// Requests in flight to the pool (see `Backend::join_pool`); kept by
     /// name across reloads, like the budget.
     in_flight: Arc<std::sync::atomic::AtomicU64>,
-    /// Per member: its sticky-session token (see `sticky_token`).
+    /// Per member: its sticky-session token (see `sticky::token`).
     tokens: Vec<u64>,
     /// TLS to the backends: the pool's client settings, and per member the
     /// name it is verified as (None: not a valid name; it cannot connect).
     tls: Option<Arc<rustls::ClientConfig>>,
     server_names: Vec<Option<rustls::pki_types::ServerName<'static>>>,
+    /// Per member: its weight in the file.
+    config_weights: Vec<u32>,
 }
 
-/// The sticky token of backend `addr` of pool `pool`: a fixed hash, so every
-/// instance with the same config agrees without talking, and the cookie
-/// shows no address (it is not a secret either: anyone who can guess the
-/// addresses can compute it).
-pub fn sticky_token(pool: &str, addr: &str) -> u64 {
-    balance::hash_bytes(format!("sluice-sticky\0{pool}\0{addr}").as_bytes())
-}
-
-/// The `Set-Cookie` value that pins a client to backend `addr`.
-pub fn sticky_cookie(config: &crate::config::StickyConfig, pool: &str, addr: &str) -> String {
-    let mut c = format!(
-        "{}={:016x}; Path=/; HttpOnly",
-        config.cookie,
-        sticky_token(pool, addr)
-    );
-    if let Some(ttl) = config.ttl {
-        c.push_str(&format!("; Max-Age={}", ttl.as_secs().max(1)));
-    }
-    c
+/// One member as the pool is built: its label (the addr as written, or the
+/// address DNS found), where it is, its weight in the file.
+struct BackendEntry<'a> {
+    addr: &'a str,
+    resolved: SocketAddr,
+    weight: u32,
 }
 
 /// Why a pool could not admit a request.
@@ -127,18 +116,40 @@ pub enum Refusal {
 impl Pool {
     /// `ramp_new`: backends new to the pool start a slow start (a reload
     /// added them), rather than at full weight (process start).
+    /// `discovered`: the addresses DNS gave each backend name of a pool with
+    /// `dns_refresh` (see `discovery`), by (pool, addr as written).
     pub(crate) fn build(
         config: &PoolConfig,
         previous: Option<&Pool>,
         metrics: &Metrics,
         ramp_new: bool,
         tls: Option<Arc<rustls::ClientConfig>>,
+        discovered: &crate::config::resolve::Discovered,
     ) -> Pool {
         let name: Arc<str> = config.name.as_str().into();
         let in_flight = previous.map(|p| p.in_flight.clone()).unwrap_or_default();
-        let mut members = Vec::with_capacity(config.backends.len());
-        let mut addrs = Vec::with_capacity(config.backends.len());
+        // One entry per member: (its label, its address, its weight, the
+        // addr as written). A name found by DNS is one member per address,
+        // labelled by that address, so addresses that stay keep their state.
+        let mut entries: Vec<(String, SocketAddr, u32, &str)> = Vec::new();
         for b in &config.backends {
+            match discovered.get(&(config.name.clone(), b.addr.clone())) {
+                Some(found) if config.dns_refresh.is_some() && !found.is_empty() => {
+                    for a in found {
+                        entries.push((a.to_string(), *a, b.weight, &b.addr));
+                    }
+                }
+                _ => entries.push((b.addr.clone(), b.resolved, b.weight, &b.addr)),
+            }
+        }
+        let mut members = Vec::with_capacity(entries.len());
+        let mut addrs = Vec::with_capacity(entries.len());
+        for (label, resolved, config_weight, _) in &entries {
+            let b = BackendEntry {
+                addr: label,
+                resolved: *resolved,
+                weight: *config_weight,
+            };
             let backend = previous
                 .and_then(|p| p.members.iter().find(|m| *m.backend.addr == *b.addr))
                 .map(|m| {
@@ -146,7 +157,7 @@ impl Pool {
                     m.backend.clone()
                 })
                 .unwrap_or_else(|| {
-                    let fresh = Backend::new(&name, &b.addr, config.connect_timeout);
+                    let fresh = Backend::new(&name, b.addr, config.connect_timeout);
                     if ramp_new {
                         fresh.start_ramp();
                     }
@@ -196,21 +207,22 @@ impl Pool {
             }),
             budget: previous.map(|p| p.budget.clone()).unwrap_or_default(),
             in_flight,
-            tokens: config
-                .backends
+            tokens: entries
                 .iter()
-                .map(|b| sticky_token(&config.name, &b.addr))
+                .map(|(label, ..)| crate::sticky::token(&config.name, label))
                 .collect(),
-            server_names: config
-                .backends
+            // A TLS backend found by DNS is verified as the name it was
+            // found under.
+            server_names: entries
                 .iter()
-                .map(|b| {
+                .map(|(_, _, _, written)| {
                     config
                         .tls
                         .as_ref()
-                        .and_then(|t| crate::upstream_tls::server_name(t, &b.addr))
+                        .and_then(|t| crate::upstream_tls::server_name(t, written))
                 })
                 .collect(),
+            config_weights: entries.iter().map(|(_, _, w, _)| *w).collect(),
             tls,
         }
     }
@@ -249,6 +261,11 @@ impl Pool {
             return None;
         }
         self.admit(i, now).map(|lease| (i, lease))
+    }
+
+    /// Member `i`'s weight in the file.
+    pub fn config_weight(&self, i: usize) -> u32 {
+        self.config_weights.get(i).copied().unwrap_or(0)
     }
 
     /// The weight member `i` has now: its runtime or file weight, times the

@@ -154,11 +154,14 @@ impl Sluice {
         if snap.config.log != log_before {
             crate::logging::apply(&snap.config.log);
         }
-        // 3. Health checkers: start, retune, stop.
-        self.checkers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .apply(&plan.checkers, &snap);
+        // 3. Health checkers: start, retune, stop; then, for the members
+        // DNS found (keyed by address, not by the name in the file), in
+        // line with the snapshot.
+        {
+            let mut checkers = self.checkers.lock().unwrap_or_else(|p| p.into_inner());
+            checkers.apply(&plan.checkers, &snap);
+            checkers.sync(&snap);
+        }
         // 4. Listeners: rename the kept ones, start the new, drain the removed.
         for (bind, name) in &plan.keep {
             if let Some(l) = listeners.iter_mut().find(|l| l.bind == *bind) {

@@ -97,6 +97,9 @@ pub struct Snapshot {
     /// The files this snapshot was built with, for a rebuild after a
     /// runtime change (see `Shared::rebuild`).
     files: crate::files::Files,
+    /// What DNS found for the backend names of `dns_refresh` pools; carried
+    /// from snapshot to snapshot, replaced by `discovery`.
+    pub discovered: Arc<crate::config::resolve::Discovered>,
 }
 
 impl Snapshot {
@@ -105,6 +108,32 @@ impl Snapshot {
         files: crate::files::Files,
         previous: Option<&Snapshot>,
         metrics: &Metrics,
+    ) -> Snapshot {
+        let discovered = previous.map(|s| s.discovered.clone()).unwrap_or_default();
+        Snapshot::build_discovered(config, files, previous, metrics, discovered)
+    }
+
+    /// This snapshot again, with what DNS found now.
+    pub fn rediscovered(
+        &self,
+        discovered: Arc<crate::config::resolve::Discovered>,
+        metrics: &Metrics,
+    ) -> Snapshot {
+        Snapshot::build_discovered(
+            (*self.config).clone(),
+            self.files.clone(),
+            Some(self),
+            metrics,
+            discovered,
+        )
+    }
+
+    fn build_discovered(
+        config: Config,
+        files: crate::files::Files,
+        previous: Option<&Snapshot>,
+        metrics: &Metrics,
+        discovered: Arc<crate::config::resolve::Discovered>,
     ) -> Snapshot {
         // A reload (not the start, whose previous snapshot serves nothing)
         // ramps the backends it adds up from 10% (slow_start).
@@ -117,7 +146,7 @@ impl Snapshot {
                 let tls = files.upstream_tls.get(&p.name).cloned();
                 (
                     p.name.clone(),
-                    Arc::new(Pool::build(p, prev, metrics, ramp_new, tls)),
+                    Arc::new(Pool::build(p, prev, metrics, ramp_new, tls, &discovered)),
                 )
             })
             .collect();
@@ -230,6 +259,7 @@ impl Snapshot {
                 })
         });
         Snapshot {
+            discovered,
             files: kept_files,
             admin_token,
             redis,

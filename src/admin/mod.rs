@@ -219,7 +219,7 @@ pub fn backend_json(p: &crate::snapshot::Pool, i: usize) -> serde_json::Value {
     serde_json::json!({
         "addr": &*b.addr,
         "weight": p.effective_weight(i, tokio::time::Instant::now()),
-        "config_weight": p.config.backends.get(i).map_or(m.weight, |c| c.weight),
+        "config_weight": p.config_weight(i),
         "admin_state": b.admin_state().name(),
         "health": if b.is_up() { "up" } else { "down" },
         "health_checked": p.config.health_check.is_some(),

@@ -16,6 +16,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("log.level", "\"info\""),
     ("log.format", "\"json\""),
     ("log.access_log", "true"),
+    ("dns.nameservers", "[]"),
     ("redis.url", "\"redis://127.0.0.1:6379/0\""),
     ("redis.timeout", "\"50ms\""),
     (
@@ -64,6 +65,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("pool.send_proxy_protocol", "\"off\""),
     ("pool.sticky", "{ cookie = \"\", ttl = \"\" }"),
     ("pool.slow_start", "\"\""),
+    ("pool.dns_refresh", "\"\""),
     ("pool.tls.server_name", "\"\""),
     ("pool.tls.ca", "\"\""),
     ("pool.tls.verify", "true"),

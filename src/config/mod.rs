@@ -7,6 +7,7 @@
 
 pub mod defaults;
 mod raw;
+pub mod resolve;
 mod route;
 mod scale;
 mod upstream;
@@ -106,6 +107,8 @@ pub struct Config {
     pub redis: Option<RedisConfig>,
     /// Where listeners' `acme_domains` get their certificates.
     pub acme: Option<AcmeConfig>,
+    /// The DNS servers of `dns_refresh` lookups (empty: the system's).
+    pub dns_nameservers: Vec<SocketAddr>,
     pub listeners: Vec<ListenerConfig>,
     pub routes: Vec<RouteConfig>,
     /// Sorted by name.
@@ -252,6 +255,8 @@ pub struct PoolConfig {
     pub sticky: Option<StickyConfig>,
     /// TLS to the backends (`[pool.X.tls]`).
     pub tls: Option<UpstreamTlsConfig>,
+    /// Re-resolve backend host names this often (every address a backend).
+    pub dns_refresh: Option<Duration>,
     /// The ramp of a backend that becomes usable; None: full weight at once.
     pub slow_start: Option<Duration>,
     pub health_check: Option<HealthCheckConfig>,

@@ -17,6 +17,7 @@ pub struct RawConfig {
     pub log: RawLog,
     pub redis: Option<RawRedis>,
     pub acme: Option<RawAcme>,
+    pub dns: Option<RawDns>,
     pub listener: Vec<RawListener>,
     pub route: Vec<RawRoute>,
     /// BTreeMap so that pools are validated and reported in a stable order.
@@ -177,6 +178,7 @@ pub struct RawPool {
     pub send_proxy_protocol: Option<String>,
     pub sticky: Option<RawSticky>,
     pub tls: Option<RawUpstreamTls>,
+    pub dns_refresh: Option<String>,
     pub slow_start: Option<String>,
     pub health_check: Option<RawHealthCheck>,
     pub circuit_breaker: Option<RawCircuitBreaker>,
@@ -192,6 +194,12 @@ pub struct RawUpstreamTls {
     pub verify: Option<bool>,
     pub cert: Option<String>,
     pub key: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawDns {
+    pub nameservers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

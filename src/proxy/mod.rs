@@ -60,8 +60,8 @@ impl Target {
     /// unless the request's cookie already names it.
     pub fn sticky_cookie(&self, addr: &str) -> Option<String> {
         let s = self.pool.config.sticky.as_ref()?;
-        let token = crate::pool::sticky_token(&self.pool.name, addr);
-        (self.sticky != Some(token)).then(|| crate::pool::sticky_cookie(s, &self.pool.name, addr))
+        let token = crate::sticky::token(&self.pool.name, addr);
+        (self.sticky != Some(token)).then(|| crate::sticky::cookie(s, &self.pool.name, addr))
     }
 }
 

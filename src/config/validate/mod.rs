@@ -216,6 +216,28 @@ pub(super) fn validate(raw: RawConfig, opts: LoadOptions) -> Result<Config, Conf
             .unwrap_or(defaults::boolean("log.access_log")),
     };
 
+    let mut dns_nameservers = Vec::new();
+    for (i, n) in raw
+        .dns
+        .as_ref()
+        .and_then(|d| d.nameservers.as_ref())
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        // "ip:port", or a bare IP on port 53.
+        let parsed = n.parse::<SocketAddr>().or_else(|_| {
+            n.parse::<std::net::IpAddr>()
+                .map(|ip| SocketAddr::new(ip, 53))
+        });
+        match parsed {
+            Ok(a) => dns_nameservers.push(a),
+            Err(_) => e.push(
+                format!("dns.nameservers[{i}]"),
+                format!("invalid address {n:?} (expected \"ip:port\" or \"ip\")"),
+            ),
+        }
+    }
     let redis = raw.redis.as_ref().map(|r| {
         let url = r
             .url
@@ -302,7 +324,7 @@ pub(super) fn validate(raw: RawConfig, opts: LoadOptions) -> Result<Config, Conf
             "http-01 is answered on a plaintext listener, and there is none",
         );
     }
-    let pools = validate_pools(&mut e, &raw.pool, opts);
+    let pools = validate_pools(&mut e, &raw.pool, opts, &dns_nameservers);
     let routes = validate_routes(&mut e, &raw.route, &listeners, &raw.pool);
     if redis.is_none() {
         for (i, r) in routes.iter().enumerate() {
@@ -322,6 +344,7 @@ pub(super) fn validate(raw: RawConfig, opts: LoadOptions) -> Result<Config, Conf
             log,
             redis,
             acme,
+            dns_nameservers,
             listeners,
             routes,
             warnings: pools

@@ -13,6 +13,7 @@ pub(super) fn validate_pools(
     e: &mut Errors,
     raw: &std::collections::BTreeMap<String, RawPool>,
     opts: LoadOptions,
+    nameservers: &[SocketAddr],
 ) -> Vec<PoolConfig> {
     let mut out = Vec::new();
     for (name, r) in raw {
@@ -44,7 +45,7 @@ pub(super) fn validate_pools(
                 HashKey::Path
             }
         };
-        let backends = validate_backends(e, &p, r.backends.as_deref(), opts);
+        let backends = validate_backends(e, &p, r.backends.as_deref(), opts, nameservers);
         let hash_balance_factor = r
             .hash_balance_factor
             .unwrap_or(defaults::float("pool.hash_balance_factor"));
@@ -123,6 +124,11 @@ pub(super) fn validate_pools(
                 client_cert,
             }
         });
+        let dns_refresh = r
+            .dns_refresh
+            .as_ref()
+            .filter(|s| !s.is_empty())
+            .map(|s| e.duration(&format!("{p}.dns_refresh"), &Some(s.clone()), "30s"));
         let slow_start = r
             .slow_start
             .as_ref()
@@ -166,6 +172,7 @@ pub(super) fn validate_pools(
             send_proxy_protocol,
             sticky,
             tls,
+            dns_refresh,
             slow_start,
             health_check: r
                 .health_check
@@ -210,6 +217,7 @@ pub(super) fn validate_backends(
     p: &str,
     raw: Option<&[RawBackend]>,
     opts: LoadOptions,
+    nameservers: &[SocketAddr],
 ) -> Vec<BackendConfig> {
     let mut out = Vec::new();
     let raw = raw.unwrap_or_default();
@@ -231,7 +239,7 @@ pub(super) fn validate_backends(
             );
             continue;
         }
-        match resolve(&addr, opts) {
+        match resolve(&addr, opts, nameservers) {
             Ok(resolved) => out.push(BackendConfig {
                 addr,
                 resolved,
@@ -245,7 +253,11 @@ pub(super) fn validate_backends(
 
 /// `ip:port` parses directly; `host:port` is resolved now (at load and at
 /// every reload), and the first address is used.
-pub fn resolve(addr: &str, opts: LoadOptions) -> Result<SocketAddr, String> {
+pub fn resolve(
+    addr: &str,
+    opts: LoadOptions,
+    nameservers: &[SocketAddr],
+) -> Result<SocketAddr, String> {
     if let Ok(a) = addr.parse::<SocketAddr>() {
         return Ok(a);
     }
@@ -266,6 +278,15 @@ pub fn resolve(addr: &str, opts: LoadOptions) -> Result<SocketAddr, String> {
     }
     if !opts.resolve_names {
         return Err(format!("cannot resolve {addr:?}: name resolution is off"));
+    }
+    if !nameservers.is_empty() {
+        // [dns] nameservers: every backend name lookup goes to them.
+        let port = port.parse::<u16>().map_err(|_| invalid())?;
+        return super::super::resolve::lookup_blocking(host, port, nameservers)
+            .map_err(|e| format!("cannot resolve {addr:?} through [dns] nameservers: {e}"))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("host name in {addr:?} resolved to no address"));
     }
     match addr.to_socket_addrs() {
         Ok(mut addrs) => addrs
