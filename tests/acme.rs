@@ -28,18 +28,6 @@ impl Drop for Pebble {
     }
 }
 
-async fn wait_port(port: u16) {
-    within(20, async {
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-}
-
 /// Starts Pebble validating challenges on `http_port` and `tls_port`.
 async fn pebble(dir: &Path, http_port: u16, tls_port: u16) -> Pebble {
     let cert = make_cert(dir, "pebble", &["localhost"], false);
@@ -80,7 +68,7 @@ async fn pebble(dir: &Path, http_port: u16, tls_port: u16) -> Pebble {
         directory: format!("https://localhost:{listen}/dir"),
         ca: cert.cert.clone(),
     };
-    wait_port(listen).await;
+    wait_port(listen, 20).await;
     p
 }
 

@@ -29,15 +29,7 @@ impl Redis {
             .spawn()
             .expect("redis-server (Debian package redis-server) is installed");
         let r = Redis(child);
-        within(10, async {
-            while tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_err()
-            {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await;
+        wait_port(port, 10).await;
         r
     }
 }

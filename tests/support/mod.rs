@@ -459,6 +459,17 @@ pub async fn wait_until_serving(addr: SocketAddr, path: &str, secs: u64) -> Got 
     }
 }
 
+/// Waits up to `secs` until something accepts connections on 127.0.0.1:`port`
+/// (a helper process the test started).
+pub async fn wait_port(port: u16, secs: u64) {
+    within(secs, async {
+        while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
 /// Writes `text` to a fresh file in a per-test temporary directory.
 pub fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!(
