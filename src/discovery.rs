@@ -34,6 +34,34 @@ pub fn host_name(addr: &str) -> Option<(&str, u16)> {
     Some((host, port.parse().ok()?))
 }
 
+/// The first lookups, before sluice serves: the backends of `dns_refresh`
+/// pools start as every address their names have, at full weight (a
+/// failed lookup leaves the load-time address until the next refresh).
+pub async fn seed(config: &crate::config::Config) -> Discovered {
+    let mut found = Discovered::new();
+    let pools: Vec<_> = config
+        .pools
+        .iter()
+        .filter(|p| p.dns_refresh.is_some())
+        .collect();
+    if pools.is_empty() {
+        return found;
+    }
+    let Some(r) = resolver(&config.dns_nameservers) else {
+        return found;
+    };
+    for pool in pools {
+        for b in &pool.backends {
+            if let Some((host, port)) = host_name(&b.addr) {
+                if let Ok(addrs) = lookup(&r, host, port).await {
+                    found.insert((pool.name.clone(), b.addr.clone()), addrs);
+                }
+            }
+        }
+    }
+    found
+}
+
 /// Looks the names up on their pools' intervals for as long as sluice
 /// runs; after a change, `changed` runs with the new snapshot in place (to
 /// start and stop health checks).

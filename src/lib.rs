@@ -175,7 +175,8 @@ impl Sluice {
             source,
         })?;
         let metrics = metrics::Metrics::default();
-        let nothing = Snapshot::build(
+        let discovered = discovery::seed(&config).await;
+        let mut nothing = Snapshot::build(
             Config {
                 admin: None,
                 listeners: Vec::new(),
@@ -188,6 +189,8 @@ impl Sluice {
             None,
             &metrics,
         );
+        // What DNS found goes into the first snapshot (see discovery::seed).
+        nothing.discovered = Arc::new(discovered);
         let sluice = Sluice {
             shared: Arc::new(Shared::new(nothing, metrics)),
             workers,

@@ -150,6 +150,9 @@ async fn backends_follow_dns_and_keep_their_state() {
         serde_json::from_str::<Value>(&get(&c, admin, "x", "/api/v1/pools").await.body).unwrap()
     };
     let one = format!("127.0.0.2:{port}");
+    // From the start: the name's address is the backend (looked up before
+    // sluice serves).
+    assert_eq!(backends_of(&pools().await), [one.clone()]);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while backends_of(&pools().await) != [one.clone()] {
         assert!(
