@@ -152,7 +152,7 @@ async fn backends_follow_dns_and_keep_their_state() {
     let one = format!("127.0.0.2:{port}");
     // From the start: the name's address is the backend (looked up before
     // sluice serves).
-    assert_eq!(backends_of(&pools().await), [one.clone()]);
+    assert_eq!(backends_of(&pools().await), std::slice::from_ref(&one));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while backends_of(&pools().await) != [one.clone()] {
         assert!(
