@@ -145,13 +145,28 @@ impl Listener {
         if max > old {
             self.limit.add_permits(max - old);
         } else if max < old {
-            let limit = self.limit.clone();
+            use std::future::Future;
+            use std::task::{Context, Poll, Waker};
             let fewer = u32::try_from(old - max).unwrap_or(u32::MAX);
-            tokio::spawn(async move {
-                if let Ok(p) = limit.acquire_many_owned(fewer).await {
-                    p.forget();
+            let mut taking = Box::pin(self.limit.clone().acquire_many_owned(fewer));
+            // Polled once here: the semaphore serves waiters in order, so
+            // the places this takes back come before any connection that
+            // arrives after the reload (a task spawned to wait could start
+            // after such a connection and lose the race to it).
+            match taking
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+            {
+                Poll::Ready(Ok(p)) => p.forget(),
+                Poll::Ready(Err(_)) => {}
+                Poll::Pending => {
+                    tokio::spawn(async move {
+                        if let Ok(p) = taking.await {
+                            p.forget();
+                        }
+                    });
                 }
-            });
+            }
         }
         self.max_connections = max;
     }
