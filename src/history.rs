@@ -99,9 +99,8 @@ impl History {
     /// The samples of one backend, oldest first.
     pub fn of(&self, pool: &str, addr: &str) -> Vec<Sample> {
         let all = self.series.lock().unwrap_or_else(|p| p.into_inner());
-        all.iter()
-            .find(|((p, a), _)| &**p == pool && &**a == addr)
-            .map(|(_, s)| s.samples.iter().copied().collect())
+        all.get(&(Arc::from(pool), Arc::from(addr)))
+            .map(|s| s.samples.iter().copied().collect())
             .unwrap_or_default()
     }
 }

@@ -87,8 +87,8 @@ pub struct Pool {
     /// Requests in flight to the pool (see `Backend::join_pool`); kept by
     /// name across reloads, like the budget.
     in_flight: Arc<std::sync::atomic::AtomicU64>,
-    /// Per member: its sticky-session token (see `sticky::token`).
-    tokens: Vec<u64>,
+    /// Sticky-session tokens (see `sticky::token`) to member indexes.
+    tokens: std::collections::HashMap<u64, usize>,
     /// TLS to the backends: the pool's client settings, and per member the
     /// name it is verified as (None: not a valid name; it cannot connect).
     tls: Option<Arc<rustls::ClientConfig>>,
@@ -97,12 +97,15 @@ pub struct Pool {
     config_weights: Vec<u32>,
 }
 
-/// One member as the pool is built: its label (the addr as written, or the
-/// address DNS found), where it is, its weight in the file.
-struct BackendEntry<'a> {
-    addr: &'a str,
+/// One member as the pool is built.
+struct Entry<'a> {
+    /// Its label: the addr as written, or the address DNS found.
+    label: String,
     resolved: SocketAddr,
+    /// Its weight in the file.
     weight: u32,
+    /// The addr as written (a DNS-found member is verified as its name).
+    written: &'a str,
 }
 
 /// Why a pool could not admit a request.
@@ -128,36 +131,34 @@ impl Pool {
     ) -> Pool {
         let name: Arc<str> = config.name.as_str().into();
         let in_flight = previous.map(|p| p.in_flight.clone()).unwrap_or_default();
-        // One entry per member: (its label, its address, its weight, the
-        // addr as written). A name found by DNS is one member per address,
-        // labelled by that address, so addresses that stay keep their state.
-        let mut entries: Vec<(String, SocketAddr, u32, &str)> = Vec::new();
+        // A name found by DNS is one member per address, labelled by that
+        // address, so addresses that stay keep their state.
+        let mut entries: Vec<Entry<'_>> = Vec::new();
         for b in &config.backends {
+            let entry = |label: String, resolved| Entry {
+                label,
+                resolved,
+                weight: b.weight,
+                written: &b.addr,
+            };
             match discovered.get(&(config.name.clone(), b.addr.clone())) {
                 Some(found) if config.dns_refresh.is_some() && !found.is_empty() => {
-                    for a in found {
-                        entries.push((a.to_string(), *a, b.weight, &b.addr));
-                    }
+                    entries.extend(found.iter().map(|a| entry(a.to_string(), *a)));
                 }
-                _ => entries.push((b.addr.clone(), b.resolved, b.weight, &b.addr)),
+                _ => entries.push(entry(b.addr.clone(), b.resolved)),
             }
         }
         let mut members = Vec::with_capacity(entries.len());
         let mut addrs = Vec::with_capacity(entries.len());
-        for (label, resolved, config_weight, _) in &entries {
-            let b = BackendEntry {
-                addr: label,
-                resolved: *resolved,
-                weight: *config_weight,
-            };
+        for b in &entries {
             let backend = previous
-                .and_then(|p| p.members.iter().find(|m| *m.backend.addr == *b.addr))
+                .and_then(|p| p.members.iter().find(|m| *m.backend.addr == *b.label))
                 .map(|m| {
                     m.backend.conns.set_connect_timeout(config.connect_timeout);
                     m.backend.clone()
                 })
                 .unwrap_or_else(|| {
-                    let fresh = Backend::new(&name, b.addr, config.connect_timeout);
+                    let fresh = Backend::new(&name, &b.label, config.connect_timeout);
                     if ramp_new {
                         fresh.start_ramp();
                     }
@@ -209,20 +210,21 @@ impl Pool {
             in_flight,
             tokens: entries
                 .iter()
-                .map(|(label, ..)| crate::sticky::token(&config.name, label))
+                .enumerate()
+                .map(|(i, e)| (crate::sticky::token(&config.name, &e.label), i))
                 .collect(),
             // A TLS backend found by DNS is verified as the name it was
             // found under.
             server_names: entries
                 .iter()
-                .map(|(_, _, _, written)| {
+                .map(|e| {
                     config
                         .tls
                         .as_ref()
-                        .and_then(|t| crate::upstream_tls::server_name(t, written))
+                        .and_then(|t| crate::upstream_tls::server_name(t, e.written))
                 })
                 .collect(),
-            config_weights: entries.iter().map(|(_, _, w, _)| *w).collect(),
+            config_weights: entries.iter().map(|e| e.weight).collect(),
             tls,
         }
     }
@@ -247,7 +249,7 @@ impl Pool {
 
     /// The member a sticky token names, if it is in the pool.
     pub fn pinned_member(&self, token: u64) -> Option<usize> {
-        self.tokens.iter().position(|&t| t == token)
+        self.tokens.get(&token).copied()
     }
 
     /// Admits the member a sticky token names, if it may take the request:

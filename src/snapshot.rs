@@ -92,8 +92,6 @@ pub struct Snapshot {
     /// The shared buckets of `scope = "global"` limits (`[redis]`); kept,
     /// with its connection, by a reload that leaves `[redis]` unchanged.
     pub redis: Option<Arc<crate::global_limit::GlobalLimiter>>,
-    /// The admin write token, read from `admin.token_file` at load.
-    pub admin_token: Option<crate::files::AdminToken>,
     /// The files this snapshot was built with, for a rebuild after a
     /// runtime change (see `Shared::rebuild`).
     files: crate::files::Files,
@@ -151,12 +149,7 @@ impl Snapshot {
             })
             .collect();
         let kept_files = files.clone();
-        let crate::files::Files {
-            tls,
-            users,
-            admin_token,
-            upstream_tls: _,
-        } = files;
+        let crate::files::Files { tls, users, .. } = files;
         let routes: Vec<Arc<Route>> = config
             .routes
             .iter()
@@ -261,7 +254,6 @@ impl Snapshot {
         Snapshot {
             discovered,
             files: kept_files,
-            admin_token,
             redis,
             config: Arc::new(config),
             pools,
@@ -269,6 +261,11 @@ impl Snapshot {
             fallback,
             limiters,
         }
+    }
+
+    /// The admin write token, read from `admin.token_file` at load.
+    pub fn admin_token(&self) -> Option<&crate::files::AdminToken> {
+        self.files.admin_token.as_ref()
     }
 
     /// Every certificate the listeners serve, with its listener's name.

@@ -106,9 +106,10 @@ pub fn server_name(tls: &UpstreamTlsConfig, addr: &str) -> Option<ServerName<'st
 }
 
 /// `verify = false`: any certificate is accepted, signatures are still
-/// checked (so the session is encrypted, just not authenticated).
+/// checked (so the session is encrypted, just not authenticated). Public
+/// for the tests' clients, which check what certificate they got instead.
 #[derive(Debug)]
-struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
+pub struct NoVerification(pub Arc<rustls::crypto::CryptoProvider>);
 
 impl ServerCertVerifier for NoVerification {
     fn verify_server_cert(

@@ -67,7 +67,7 @@ fn parse_change(body: &[u8]) -> Result<Change, String> {
 /// 401 with a missing or wrong token.
 fn authorize(req: &Request<Incoming>, shared: &Shared) -> Result<(), Box<Response<Full<Bytes>>>> {
     let snap = shared.snapshot();
-    let Some(token) = &snap.admin_token else {
+    let Some(token) = snap.admin_token() else {
         return Err(Box::new(reply(
             StatusCode::FORBIDDEN,
             TEXT,

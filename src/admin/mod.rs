@@ -237,20 +237,7 @@ pub fn backend_json(p: &crate::snapshot::Pool, i: usize) -> serde_json::Value {
 /// Decodes `%XX` escapes (an IPv6 address's brackets, for one); None if an
 /// escape is malformed or the result is not UTF-8.
 fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    crate::proxy::policy::percent_decode(s, true).map(std::borrow::Cow::into_owned)
 }
 
 #[cfg(test)]

@@ -60,8 +60,11 @@ impl Target {
     /// unless the request's cookie already names it.
     pub fn sticky_cookie(&self, addr: &str) -> Option<String> {
         let s = self.pool.config.sticky.as_ref()?;
-        let token = crate::sticky::token(&self.pool.name, addr);
-        (self.sticky != Some(token)).then(|| crate::sticky::cookie(s, &self.pool.name, addr))
+        let pinned_here = self
+            .sticky
+            .and_then(|t| self.pool.pinned_member(t))
+            .is_some_and(|i| *self.pool.members[i].backend.addr == *addr);
+        (!pinned_here).then(|| crate::sticky::cookie(s, &self.pool.name, addr))
     }
 }
 

@@ -31,8 +31,15 @@ pub fn conditions_hold(route: &RouteConfig, head: &dyn Head, query: Option<&str>
 /// Percent-decodes a query component (a `%` not followed by two hex
 /// digits stays as it is; `+` is not a space: URLs are not forms).
 fn decode(s: &str) -> Cow<'_, str> {
+    percent_decode(s, false).unwrap_or(Cow::Borrowed(s))
+}
+
+/// Percent-decodes `s`. `strict`: a malformed escape, or bytes that are not
+/// UTF-8, make it None (the admin API refuses such a path); otherwise they
+/// are kept as they are (lossily for bytes).
+pub fn percent_decode(s: &str, strict: bool) -> Option<Cow<'_, str>> {
     if !s.contains('%') {
-        return Cow::Borrowed(s);
+        return Some(Cow::Borrowed(s));
     }
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -48,13 +55,20 @@ fn decode(s: &str) -> Cow<'_, str> {
                 out.push((h * 16 + l) as u8);
                 i += 3;
             }
+            (b'%', _, _) if strict => return None,
             (c, _, _) => {
                 out.push(c);
                 i += 1;
             }
         }
     }
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+    match String::from_utf8(out) {
+        Ok(text) => Some(Cow::Owned(text)),
+        Err(_) if strict => None,
+        Err(e) => Some(Cow::Owned(
+            String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        )),
+    }
 }
 
 /// `allow` and `deny`, on the client's address after `trusted_proxies`
