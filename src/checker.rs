@@ -31,6 +31,8 @@ pub struct Target {
     pub request: Vec<u8>,
     /// The pool's `send_proxy_protocol`: checks open with a header too.
     pub proxy_header: Option<crate::config::ProxyProtocolVersion>,
+    /// The pool speaks HTTP/2 (h2 or h2c): so do its checks.
+    pub h2: bool,
     /// The pool's TLS to the backend, if it has one: checks use it too.
     pub tls: Option<(
         Arc<rustls::ClientConfig>,
@@ -50,6 +52,7 @@ impl PartialEq for Target {
             && self.addr == other.addr
             && self.request == other.request
             && self.proxy_header == other.proxy_header
+            && self.h2 == other.h2
     }
 }
 
@@ -187,6 +190,7 @@ fn target(snap: &Snapshot, (pool, addr): &(String, String)) -> Option<(Arc<Backe
             addr: pool.addrs[i],
             request,
             proxy_header: pool.config.send_proxy_protocol,
+            h2: pool.config.protocol.is_h2(),
             tls: pool
                 .tls_target(i)
                 .ok()
@@ -235,6 +239,11 @@ async fn check_once(backend: &Backend, t: &Target) -> bool {
 async fn probe(backend: &Backend, t: &Target) -> std::io::Result<u16> {
     use tokio::io::AsyncWriteExt;
     let mut stream = backend.conns.probe_connect(t.addr, t.tls_target()).await?;
+    if t.h2 {
+        let scheme = if t.tls.is_some() { "https" } else { "http" };
+        let authority = t.config.host.as_deref().unwrap_or(&backend.addr);
+        return crate::backend::h2::probe(stream, scheme, authority, t.config.path.as_str()).await;
+    }
     if let Some(version) = t.proxy_header {
         // A check names no client: v2 LOCAL, or v1 "PROXY UNKNOWN".
         stream

@@ -78,7 +78,7 @@ pub fn load(config: &mut Config, opts: LoadOptions) -> Result<Files, ConfigError
     let mut upstream_tls = std::collections::HashMap::new();
     for p in &config.pools {
         if let Some(t) = &p.tls {
-            match crate::upstream_tls::client_config(&p.name, t, opts.read_files) {
+            match crate::upstream_tls::client_config(&p.name, t, p.protocol, opts.read_files) {
                 Ok(c) => {
                     upstream_tls.insert(p.name.clone(), c);
                 }

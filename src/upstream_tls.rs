@@ -4,7 +4,7 @@
 //! certificate for mutual TLS, or no verification at all when the operator
 //! says so (warned at load).
 
-use crate::config::UpstreamTlsConfig;
+use crate::config::{UpstreamProtocol, UpstreamTlsConfig};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
@@ -15,6 +15,7 @@ use std::sync::Arc;
 pub fn client_config(
     pool: &str,
     tls: &UpstreamTlsConfig,
+    protocol: UpstreamProtocol,
     read_files: bool,
 ) -> Result<Arc<ClientConfig>, (String, String)> {
     let key = |k: &str| format!("pool.{pool}.tls.{k}");
@@ -85,8 +86,12 @@ pub fn client_config(
                 .map_err(|e| (key("key"), format!("{}: {e}", private.display())))?
         }
     };
-    // HTTP/1.1 to the backend (the engine's side).
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // The one protocol the pool speaks: a backend that does not agree to
+    // it by ALPN fails the connection (checked after the handshake).
+    config.alpn_protocols = match protocol {
+        UpstreamProtocol::H2 => vec![b"h2".to_vec()],
+        _ => vec![b"http/1.1".to_vec()],
+    };
     Ok(Arc::new(config))
 }
 

@@ -147,6 +147,7 @@ fn pool(p: &PoolConfig) -> Value {
             "cookie": p.sticky.as_ref().map_or("", |s| s.cookie.as_str()),
             "ttl": p.sticky.as_ref().and_then(|s| s.ttl).map_or(String::new(), dur),
         }),
+        "protocol": p.protocol.name(),
         "send_proxy_protocol": match p.send_proxy_protocol {
             None => "off",
             Some(crate::config::ProxyProtocolVersion::V1) => "v1",

@@ -27,9 +27,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -93,6 +91,8 @@ struct Shared {
 /// A backend's connections and its retunable connect timeout.
 pub struct Conns {
     shared: Arc<Shared>,
+    /// Its HTTP/2 connections, when its pool speaks HTTP/2.
+    h2: super::h2::H2Conns,
 }
 
 /// A connection's place under the cap; gives it back when dropped.
@@ -116,6 +116,20 @@ pub struct Conn {
     pub reusable: bool,
 }
 
+/// A place under the cap taken for an HTTP/2 stream (`Conns::stream`).
+pub struct Permit(Slot);
+
+impl Conn {
+    /// One HTTP/2 stream as a connection of one exchange, never pooled.
+    pub fn mux(stream: UpStream, permit: Permit) -> Conn {
+        Conn {
+            stream,
+            slot: permit.0,
+            reusable: false,
+        }
+    }
+}
+
 /// Why no connection was had.
 #[derive(Debug)]
 pub enum GetError {
@@ -137,6 +151,7 @@ impl Conns {
                 connect_timeout_ms: AtomicU64::new(connect_timeout.as_millis() as u64),
                 opened: AtomicU64::new(0),
             }),
+            h2: Default::default(),
         }
     }
 
@@ -150,9 +165,13 @@ impl Conns {
         Duration::from_millis(self.shared.connect_timeout_ms.load(Ordering::Relaxed))
     }
 
-    /// Connections open now, idle or busy.
+    /// Connections open now, idle or busy (HTTP/2 ones, for a pool that
+    /// speaks it: its places under the cap are streams).
     pub fn open(&self) -> usize {
-        self.shared.open.load(Ordering::Relaxed)
+        match self.h2.connections() {
+            0 => self.shared.open.load(Ordering::Relaxed),
+            n => n,
+        }
     }
 
     /// Requests waiting for a connection now.
@@ -220,6 +239,39 @@ impl Conns {
         }
     }
 
+    /// A stream on one of the backend's HTTP/2 connections, with a place
+    /// under the cap: for an HTTP/2 pool `max_connections` bounds the
+    /// streams in flight (as HAProxy's maxconn bounds requests), waited for
+    /// up to `queue_timeout` like connections.
+    pub async fn stream(
+        &self,
+        addr: SocketAddr,
+        tls: Option<TlsTarget<'_>>,
+        fresh: bool,
+        max: usize,
+        queue_timeout: Duration,
+    ) -> Result<(Permit, super::h2::StreamSlot), GetError> {
+        let deadline = Instant::now() + queue_timeout;
+        let mut waiting = None;
+        let slot = loop {
+            let freed = self.shared.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if let Some(slot) = self.reserve(max) {
+                break slot;
+            }
+            waiting.get_or_insert_with(|| Waiting::new(&self.shared));
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                return Err(GetError::Queue);
+            }
+        };
+        let (timeout, opened) = (self.connect_timeout(), &self.shared.opened);
+        match self.h2.stream(addr, tls, fresh, timeout, opened).await {
+            Ok(s) => Ok((Permit(slot), s)),
+            Err(e) => Err(GetError::Connect(e)),
+        }
+    }
+
     /// Takes a place under the cap, if there is one.
     fn reserve(&self, max: usize) -> Option<Slot> {
         let open = &self.shared.open;
@@ -242,17 +294,12 @@ impl Conns {
         tls: Option<TlsTarget<'_>>,
     ) -> Result<Conn, GetError> {
         // The TLS handshake is part of connecting: connect_timeout covers both.
-        let stream = tokio::time::timeout(self.connect_timeout(), async {
-            let tcp = TcpStream::connect(addr).await?;
-            // Small requests must not wait for Nagle.
-            tcp.set_nodelay(true)?;
-            UpStream::open(tcp, tls).await
-        })
-        .await
-        .map_err(|_| {
-            GetError::Connect(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
-        })?
-        .map_err(GetError::Connect)?;
+        let stream = tokio::time::timeout(self.connect_timeout(), UpStream::connect(addr, tls))
+            .await
+            .map_err(|_| {
+                GetError::Connect(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
+            })?
+            .map_err(GetError::Connect)?;
         self.shared.opened.fetch_add(1, Ordering::Relaxed);
         Ok(Conn {
             stream,
@@ -267,13 +314,9 @@ impl Conns {
         addr: SocketAddr,
         tls: Option<TlsTarget<'_>>,
     ) -> io::Result<UpStream> {
-        tokio::time::timeout(self.connect_timeout(), async {
-            let tcp = TcpStream::connect(addr).await?;
-            tcp.set_nodelay(true)?;
-            UpStream::open(tcp, tls).await
-        })
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))?
+        tokio::time::timeout(self.connect_timeout(), UpStream::connect(addr, tls))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))?
     }
 
     /// This worker's most recently used live connection to `addr`: the
@@ -286,7 +329,7 @@ impl Conns {
             if idle.addr == addr
                 && idle.stream.is_tls() == tls
                 && fresh(&idle, now)
-                && alive(&idle.stream)
+                && idle.stream.alive()
             {
                 return Some(Conn {
                     stream: idle.stream,
@@ -310,7 +353,7 @@ impl Conns {
                 .iter()
                 .rposition(|idle| idle.addr == addr && idle.stream.is_tls() == tls)?;
             let idle = list.conns.remove(at);
-            (fresh(&idle, now) && alive(&idle.stream)).then_some(Conn {
+            (fresh(&idle, now) && idle.stream.alive()).then_some(Conn {
                 stream: idle.stream,
                 slot: idle.slot,
                 reusable: true,
@@ -384,25 +427,6 @@ fn fresh(idle: &Idle, now: Instant) -> bool {
     now.saturating_duration_since(idle.since) < IDLE_TIMEOUT
 }
 
-/// Whether an idle socket is still usable: no readiness reported since it
-/// was last read empty, or a read finds nothing.
-fn alive(stream: &UpStream) -> bool {
-    let tcp = stream.tcp();
-    let mut cx = Context::from_waker(Waker::noop());
-    match tcp.poll_read_ready(&mut cx) {
-        Poll::Pending => true,
-        Poll::Ready(Err(_)) => false,
-        // A TLS stream's bytes are records: none may be taken from under
-        // it, so one that became readable while idle (a close_notify, most
-        // likely) is dropped.
-        Poll::Ready(Ok(())) if stream.is_tls() => false,
-        Poll::Ready(Ok(())) => matches!(
-            tcp.try_read(&mut [0u8; 1]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock
-        ),
-    }
-}
-
 async fn reap(shared: Weak<Shared>, worker: usize) {
     loop {
         tokio::time::sleep(IDLE_TIMEOUT / 2).await;
@@ -415,7 +439,7 @@ async fn reap(shared: Weak<Shared>, worker: usize) {
         };
         let now = Instant::now();
         list.conns
-            .retain(|idle| fresh(idle, now) && alive(&idle.stream));
+            .retain(|idle| fresh(idle, now) && idle.stream.alive());
         if list.conns.is_empty() {
             list.reaping = false;
             return;

@@ -7,6 +7,7 @@
 
 pub mod breaker;
 pub mod conns;
+pub mod h2;
 pub mod health;
 pub mod latency;
 pub mod stream;

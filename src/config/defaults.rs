@@ -63,6 +63,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("pool.hash_key", "\"path\""),
     ("pool.hash_balance_factor", "0.0"),
     ("pool.send_proxy_protocol", "\"off\""),
+    ("pool.protocol", "\"http1\""),
     ("pool.sticky", "{ cookie = \"\", ttl = \"\" }"),
     ("pool.slow_start", "\"\""),
     ("pool.dns_refresh", "\"\""),

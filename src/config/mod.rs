@@ -251,6 +251,8 @@ pub struct PoolConfig {
     pub hash_balance_factor: f64,
     /// Open every backend connection with a PROXY header naming the client.
     pub send_proxy_protocol: Option<ProxyProtocolVersion>,
+    /// HTTP/1.1, or HTTP/2 (over TLS, or cleartext) to the backends.
+    pub protocol: UpstreamProtocol,
     /// Sticky sessions by cookie.
     pub sticky: Option<StickyConfig>,
     /// TLS to the backends (`[pool.X.tls]`).

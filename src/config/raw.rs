@@ -176,6 +176,7 @@ pub struct RawPool {
     pub hash_key: Option<String>,
     pub hash_balance_factor: Option<f64>,
     pub send_proxy_protocol: Option<String>,
+    pub protocol: Option<String>,
     pub sticky: Option<RawSticky>,
     pub tls: Option<RawUpstreamTls>,
     pub dns_refresh: Option<String>,

@@ -12,6 +12,31 @@ pub struct StickyConfig {
     pub ttl: Option<Duration>,
 }
 
+/// How sluice speaks HTTP to a pool's backends (`protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpstreamProtocol {
+    #[default]
+    Http1,
+    /// HTTP/2 over TLS, agreed by ALPN.
+    H2,
+    /// Cleartext HTTP/2 by prior knowledge.
+    H2c,
+}
+
+impl UpstreamProtocol {
+    pub fn is_h2(self) -> bool {
+        self != UpstreamProtocol::Http1
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            UpstreamProtocol::Http1 => "http1",
+            UpstreamProtocol::H2 => "h2",
+            UpstreamProtocol::H2c => "h2c",
+        }
+    }
+}
+
 /// A PROXY protocol version sluice writes to backends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProxyProtocolVersion {

@@ -11,10 +11,13 @@
 use super::body::{Source, SourceError};
 use super::buf::Buf;
 use super::exchange::{self, Failure, Try, Upload};
+use super::h2_upstream::H2Exchange;
 use super::io::Timer;
 use super::response_head::ResponseHead;
 use crate::backend::conns::{Conn, GetError};
+use crate::backend::stream::UpStream;
 use crate::backend::Backend;
+use crate::config::UpstreamProtocol;
 use crate::metrics::Metrics;
 use crate::proxy::completion::Completion;
 use crate::proxy::error::ProxyError;
@@ -83,6 +86,21 @@ where
         let tls = r.pool.tls_target(i);
         let got = match tls {
             Err(e) => Err(GetError::Connect(e)),
+            Ok(tls) if config.protocol.is_h2() => {
+                let got = backend.conns.stream(
+                    addr,
+                    tls,
+                    fresh_only,
+                    config.max_connections,
+                    config.queue_timeout,
+                );
+                got.await.map(|(permit, slot)| {
+                    let reused = slot.reused;
+                    let https = config.protocol == UpstreamProtocol::H2;
+                    let exchange = H2Exchange::new(slot, https, backend.addr.to_string());
+                    (Conn::mux(UpStream::Mux(Box::new(exchange)), permit), reused)
+                })
+            }
             Ok(tls) => {
                 backend
                     .conns

@@ -101,7 +101,7 @@ pub fn request_head(
         BodyKind::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         BodyKind::None | BodyKind::Close => {}
     }
-    if te_trailers {
+    if te_trailers && rw.te_trailers {
         out.extend_from_slice(b"te: trailers\r\n");
     }
     out.extend_from_slice(b"x-forwarded-for: ");

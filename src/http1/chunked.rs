@@ -100,6 +100,11 @@ impl Chunked {
         self.data
     }
 
+    /// Whether the next bytes are chunk data.
+    pub fn in_data(&self) -> bool {
+        self.state == State::Data
+    }
+
     pub fn is_done(&self) -> bool {
         self.state == State::Done
     }

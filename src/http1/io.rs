@@ -52,15 +52,16 @@ impl Stream for tokio::io::DuplexStream {}
 
 impl Stream for crate::backend::stream::UpStream {
     fn socket(&self) -> Option<&TcpStream> {
-        Some(self.tcp())
+        self.tcp()
     }
 
     fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.is_tls() {
+        match self.tcp() {
             // Decrypted bytes may wait inside the TLS state.
-            return Poll::Ready(Ok(()));
+            Some(_) if self.is_tls() => Poll::Ready(Ok(())),
+            Some(tcp) => tcp.poll_read_ready(cx),
+            None => Poll::Ready(Ok(())),
         }
-        self.tcp().poll_read_ready(cx)
     }
 }
 

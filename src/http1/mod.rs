@@ -26,6 +26,8 @@ pub mod chunked;
 pub mod codec;
 pub mod conn;
 pub mod exchange;
+pub mod h2_heads;
+pub mod h2_upstream;
 pub mod io;
 pub mod relay;
 mod request;

@@ -136,6 +136,7 @@ pub(super) async fn serve<S: Stream>(conn: &mut Conn<S>) -> After {
             host: route.rewrite_host.as_deref().map(str::as_bytes),
             rules: (!route.request_headers.is_empty()).then_some(&route.request_headers),
             drop_authorization: route.basic_auth.is_some(),
+            te_trailers: pool.config.protocol.is_h2(),
         },
     );
     let replayable = Attempts::may_replay(pool)

@@ -30,6 +30,9 @@ pub struct Rewrite<'a> {
     pub rules: Option<&'a HeaderRules>,
     /// Basic auth: the credentials stop at sluice.
     pub drop_authorization: bool,
+    /// Pass `TE: trailers` on, if the client sent it: the pool speaks
+    /// HTTP/2 (gRPC needs it); TE is hop-by-hop otherwise.
+    pub te_trailers: bool,
 }
 
 /// What a route changes in the response head.
@@ -159,6 +162,9 @@ pub fn request_head(
         field(out, b"host", rw.host.unwrap_or(a.get(buf)));
     } else if let (Some(h), None) = (rw.host, head.host_span()) {
         field(out, b"host", h);
+    }
+    if head.te_trailers && rw.te_trailers {
+        out.extend_from_slice(b"te: trailers\r\n");
     }
     if let Some(u) = head.upgrade {
         out.extend_from_slice(b"connection: upgrade\r\n");

@@ -110,6 +110,9 @@ pub(super) async fn forward(
             host: route.rewrite_host.as_deref().map(str::as_bytes),
             rules: (!route.request_headers.is_empty()).then_some(&route.request_headers),
             drop_authorization: route.basic_auth.is_some(),
+            // An HTTP/2 client's TE: trailers is passed on to every pool
+            // (`bridge::request_head`).
+            te_trailers: true,
         },
     );
     let replayable = Attempts::may_replay(pool)

@@ -124,6 +124,41 @@ pub(super) fn validate_pools(
                 client_cert,
             }
         });
+        let protocol = match r
+            .protocol
+            .as_deref()
+            .unwrap_or(defaults::text("pool.protocol"))
+        {
+            "http1" => UpstreamProtocol::Http1,
+            "h2" => UpstreamProtocol::H2,
+            "h2c" => UpstreamProtocol::H2c,
+            other => {
+                e.push(
+                    format!("{p}.protocol"),
+                    format!("unknown protocol {other:?} (expected http1 | h2 | h2c)"),
+                );
+                UpstreamProtocol::Http1
+            }
+        };
+        match (protocol, tls.is_some()) {
+            (UpstreamProtocol::H2, false) => e.push(
+                format!("{p}.protocol"),
+                "h2 is HTTP/2 over TLS and needs a [pool.NAME.tls] table; use h2c for cleartext HTTP/2",
+            ),
+            (UpstreamProtocol::H2c, true) => e.push(
+                format!("{p}.protocol"),
+                "h2c is cleartext HTTP/2; with [pool.NAME.tls] use h2",
+            ),
+            _ => {}
+        }
+        if protocol.is_h2() && send_proxy_protocol.is_some() {
+            // One HTTP/2 connection carries many clients' requests: a
+            // PROXY header could name only one of them.
+            e.push(
+                format!("{p}.send_proxy_protocol"),
+                "cannot be used with protocol h2 or h2c: a multiplexed connection carries many clients",
+            );
+        }
         let dns_refresh = r
             .dns_refresh
             .as_ref()
@@ -170,6 +205,7 @@ pub(super) fn validate_pools(
             hash_key,
             hash_balance_factor,
             send_proxy_protocol,
+            protocol,
             sticky,
             tls,
             dns_refresh,

@@ -160,3 +160,36 @@ fn unresolvable_host_is_an_error() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn protocol_is_checked_against_tls_and_the_proxy_protocol() {
+    let with = |extra: &str| format!("{MIN}{extra}");
+    let c = Config::parse(&with("protocol = \"h2c\"\n")).unwrap();
+    assert_eq!(c.pools[0].protocol, crate::config::UpstreamProtocol::H2c);
+    assert_eq!(
+        Config::parse(MIN).unwrap().pools[0].protocol,
+        crate::config::UpstreamProtocol::Http1
+    );
+    let cases = [
+        ("protocol = \"h3\"\n", "pool.api.protocol: unknown protocol"),
+        (
+            "protocol = \"h2\"\n",
+            "pool.api.protocol: h2 is HTTP/2 over TLS",
+        ),
+        (
+            "protocol = \"h2c\"\n[pool.api.tls]\nverify = false\n",
+            "pool.api.protocol: h2c is cleartext",
+        ),
+        (
+            "protocol = \"h2c\"\nsend_proxy_protocol = \"v2\"\n",
+            "pool.api.send_proxy_protocol: cannot be used with protocol h2",
+        ),
+    ];
+    for (extra, want) in cases {
+        let errs = errors(&with(extra));
+        assert!(
+            errs.iter().any(|e| e.starts_with(want)),
+            "{extra}: {errs:?}"
+        );
+    }
+}

@@ -2,7 +2,8 @@
 //! than httparse alone (a head sluice accepts parses there too, ending at
 //! the same byte, with the same number of fields); a response head either
 //! parses or is refused; the chunked parser agrees with itself whole and
-//! byte by byte, and its data steps add up.
+//! byte by byte, and its data steps add up; a head's HTTP/2 translation
+//! never panics.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use sluice::http1::chunked::{Chunked, Piece};
@@ -40,6 +41,10 @@ fuzz_target!(|data: &[u8]| {
         }
         assert_eq!(found, Some(parsed.len));
     }
+    // Its translation for an HTTP/2 pool, and a trailer section's, are
+    // errors or requests, never panics.
+    let _ = sluice::http1::h2_heads::request(head, false, "127.0.0.1:1");
+    let _ = sluice::http1::h2_heads::trailers(body);
     let mut resp = ResponseHead::new();
     let mut scanned = 0;
     let _ = parse_response(head, &mut resp, &mut scanned, 1 << 16, false);
