@@ -332,8 +332,8 @@ async fn one_connection_carries_the_streams_and_more_open_at_the_stream_limit() 
     // per request in flight.
     let one = backend::start(None, Some(1)).await;
     let (_s1, a1) = front("h2c", &one, "").await;
-    // The first connection, and its SETTINGS, before the burst.
-    assert_eq!(get(&client(), a1, "app.test", "/x").await.status, 200);
+    // A new connection carries requests only once the backend's SETTINGS
+    // are in, so even a cold burst never queues behind the limit.
     let waits: Vec<_> = (0..3)
         .map(|_| tokio::spawn(async move { get(&client(), a1, "app.test", "/hold").await.status }))
         .collect();
@@ -373,4 +373,24 @@ async fn health_checks_of_an_h2_pool_speak_http2() {
         assert_eq!(h["user-agent"], "sluice-health-check");
     }
     assert_eq!(get(&client(), a, "app.test", "/x").await.status, 200);
+}
+
+#[tokio::test]
+async fn a_dead_h2_backend_is_passed_over_and_alone_is_a_502() {
+    let live = backend::start(None, None).await;
+    let dead = dead_addr().await;
+    let toml = format!(
+        "[log]\naccess_log = false\n[[listener]]\nname = \"public\"\nbind = \"127.0.0.1:0\"\n[[route]]\npool = \"g\"\n[pool.g]\nprotocol = \"h2c\"\nbackends = [{{ addr = \"{dead}\" }}, {{ addr = \"{}\" }}]\n",
+        live.addr
+    );
+    let s = sluice(&toml).await;
+    let a = addr(&s, "public").await;
+    let c = client();
+    for _ in 0..10 {
+        assert_eq!(get(&c, a, "app.test", "/x").await.status, 200);
+    }
+    let only_dead = toml.replace(&format!(", {{ addr = \"{}\" }}", live.addr), "");
+    let s2 = sluice(&only_dead).await;
+    let got = get(&c, addr(&s2, "public").await, "app.test", "/x").await;
+    assert_eq!(got.status, 502);
 }

@@ -24,8 +24,8 @@ use tokio::time::Instant;
 /// leaves no connections behind it.
 const EXTRA_IDLE: Duration = Duration::from_secs(30);
 
-/// Streams sluice opens on a new connection before the backend's SETTINGS
-/// say its limit (RFC 9113 recommends at least 100; hyper assumes 100).
+/// Streams a new connection is assumed to take until the backend's
+/// SETTINGS say (they are waited for; RFC 9113 recommends at least 100).
 const INITIAL_MAX_STREAMS: usize = 100;
 
 struct Connection {
@@ -44,7 +44,8 @@ pub struct H2Conns {
     list: Mutex<Vec<Arc<Connection>>>,
     /// One new connection at a time: requests that find every connection
     /// full wait for the one being opened instead of each opening its own.
-    dialing: tokio::sync::Mutex<()>,
+    /// It holds when the last dial failed, and how.
+    dialing: tokio::sync::Mutex<Option<(Instant, io::ErrorKind)>>,
 }
 
 /// A place for one stream on a connection: the handle to open it with,
@@ -88,15 +89,26 @@ impl H2Conns {
                 return Ok(s);
             }
         }
-        let _dialing = self.dialing.lock().await;
+        let asked = Instant::now();
+        let mut dialing = self.dialing.lock().await;
         if !fresh {
             if let Some(s) = self.pick(addr) {
                 return Ok(s);
             }
         }
-        let conn = tokio::time::timeout(connect_timeout, connect(addr, tls))
+        // A dial that failed while this request waited for it fails this
+        // request too (it goes to another backend), rather than every
+        // waiting request trying the dead backend in turn.
+        if let Some((when, kind)) = *dialing {
+            if when >= asked {
+                return Err(io::Error::new(kind, "connecting to the backend failed"));
+            }
+        }
+        let dialed = tokio::time::timeout(connect_timeout, connect(addr, tls))
             .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+            .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")));
+        *dialing = dialed.as_ref().err().map(|e| (Instant::now(), e.kind()));
+        let conn = dialed?;
         opened.fetch_add(1, Ordering::Relaxed);
         let conn = Arc::new(conn);
         conn.streams.fetch_add(1, Ordering::AcqRel);
@@ -183,10 +195,11 @@ fn agreed(stream: &UpStream) -> io::Result<()> {
 
 async fn connect(addr: SocketAddr, tls: Option<TlsTarget<'_>>) -> io::Result<Connection> {
     let stream = open(addr, tls).await?;
-    let (send, conn) = builder()
+    let (send, mut conn) = builder()
         .handshake::<_, Bytes>(stream)
         .await
         .map_err(io::Error::other)?;
+    let mut ping = conn.ping_pong();
     let closed = Arc::new(AtomicBool::new(false));
     let ended = closed.clone();
     tokio::spawn(async move {
@@ -195,6 +208,14 @@ async fn connect(addr: SocketAddr, tls: Option<TlsTarget<'_>>) -> io::Result<Con
         }
         ended.store(true, Ordering::Release);
     });
+    // The backend's SETTINGS come before its answer to a PING: once the
+    // PONG is in, its stream limit is known (not assumed), and the backend
+    // is known to speak HTTP/2 at all.
+    if let Some(p) = ping.as_mut() {
+        p.ping(h2::Ping::opaque())
+            .await
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    }
     Ok(Connection {
         send,
         addr,
