@@ -97,7 +97,7 @@ where
                 got.await.map(|(permit, slot)| {
                     let reused = slot.reused;
                     let https = config.protocol == UpstreamProtocol::H2;
-                    let exchange = H2Exchange::new(slot, https, backend.addr.to_string());
+                    let exchange = H2Exchange::new(slot, https, backend.addr.clone());
                     (Conn::mux(UpStream::Mux(Box::new(exchange)), permit), reused)
                 })
             }

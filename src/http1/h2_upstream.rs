@@ -42,7 +42,7 @@ pub struct H2Exchange {
     slot: StreamSlot,
     https: bool,
     /// `:authority` when the head has no Host (an HTTP/1.0 client's).
-    fallback_authority: String,
+    fallback_authority: std::sync::Arc<str>,
     up: Up,
     down: Down,
     head_request: bool,
@@ -68,7 +68,11 @@ enum Down {
 }
 
 impl H2Exchange {
-    pub fn new(slot: StreamSlot, https: bool, fallback_authority: String) -> H2Exchange {
+    pub fn new(
+        slot: StreamSlot,
+        https: bool,
+        fallback_authority: std::sync::Arc<str>,
+    ) -> H2Exchange {
         H2Exchange {
             slot,
             https,
