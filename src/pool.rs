@@ -155,6 +155,18 @@ impl Pool {
                 .and_then(|p| p.members.iter().find(|m| *m.backend.addr == *b.label))
                 .map(|m| {
                     m.backend.conns.set_connect_timeout(config.connect_timeout);
+                    // HTTP/2 connections live until the backend closes them:
+                    // new TLS settings (a renewed client certificate) or a
+                    // protocol change take effect on new ones, as pooled
+                    // HTTP/1 connections are replaced as they idle out.
+                    let old = previous.map(|p| (&p.config.protocol, &p.tls));
+                    let same_tls = match (old.and_then(|o| o.1.as_ref()), &tls) {
+                        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                        (a, b) => a.is_none() && b.is_none(),
+                    };
+                    if old.is_some_and(|o| *o.0 != config.protocol) || !same_tls {
+                        m.backend.conns.renew_h2();
+                    }
                     m.backend.clone()
                 })
                 .unwrap_or_else(|| {

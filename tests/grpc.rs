@@ -159,6 +159,24 @@ async fn grpc_streams_both_ways_message_by_message() {
     .expect("client streaming call")
     .into_inner();
     assert_eq!((sum.n, sum.text.len()), (210, 20));
+    // 3.5 MiB in 256 KiB messages from an HTTP/2 client, and back in one
+    // (under tonic's 4 MiB message limit): windows on both legs must open
+    // again as it passes.
+    let chunk = "y".repeat(256 << 10);
+    let parts: Vec<Msg> = (0..14).map(|_| msg(&chunk, 1)).collect();
+    within(10, g.ready()).await.unwrap();
+    let sum = within(
+        30,
+        g.client_streaming(
+            tonic::Request::new(tonic::codegen::tokio_stream::iter(parts)),
+            path("/test.Echo/Sum"),
+            ProstCodec::<Msg, Msg>::default(),
+        ),
+    )
+    .await
+    .expect("large client stream")
+    .into_inner();
+    assert_eq!((sum.n, sum.text.len()), (14, 14 * chunk.len()));
 
     // Both ways: each message is answered before the next is sent, so
     // nothing on the way may wait for the end of either stream.
@@ -288,6 +306,20 @@ async fn http1_clients_reach_an_h2_pool_with_bodies_and_trailers() {
         .unwrap();
     let got = send(&c, req).await;
     assert_eq!((got.status, got.body.len()), (200, 100_000));
+    // 6 MiB each way: far past every flow-control window on the path, so
+    // it passes only if both sides' windows are opened again as it moves.
+    let big: Vec<u8> = (0..6 << 20).map(|i| (i % 251) as u8).collect();
+    let req = http::Request::put(format!("http://{a}/big"))
+        .header("host", "app.test")
+        .body(Full::new(Bytes::from(big.clone())))
+        .unwrap();
+    let resp = within(30, c.request(req)).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let back = within(30, http_body_util::BodyExt::collect(resp.into_body()))
+        .await
+        .unwrap()
+        .to_bytes();
+    assert!(back[..] == big[..], "the body came back changed");
     let mut s = tokio::net::TcpStream::connect(a).await.unwrap();
     s.write_all(
         b"POST /chunks HTTP/1.1\r\nhost: app.test\r\ntransfer-encoding: chunked\r\nte: trailers\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
@@ -393,4 +425,38 @@ async fn a_dead_h2_backend_is_passed_over_and_alone_is_a_502() {
     let s2 = sluice(&only_dead).await;
     let got = get(&c, addr(&s2, "public").await, "app.test", "/x").await;
     assert_eq!(got.status, 502);
+}
+
+#[tokio::test]
+async fn a_reload_that_changes_the_protocol_moves_to_new_connections() {
+    let b = backend::start(None, None).await;
+    let (s, a) = front("h2c", &b, "").await;
+    let c = client();
+    assert_eq!(get(&c, a, "app.test", "/x").await.status, 200);
+    assert_eq!(b.state.connections.load(Ordering::SeqCst), 1);
+    // Same protocol: the connection stays.
+    let same = format!(
+        "[log]\naccess_log = false\n[[listener]]\nname = \"public\"\nbind = \"{a}\"\n[[route]]\npool = \"g\"\n[pool.g]\nprotocol = \"h2c\"\nrequest_timeout = \"10s\"\nbackends = [{{ addr = \"{}\" }}]\n",
+        b.addr
+    );
+    s.reload(sluice::config::Config::parse(&same).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(get(&c, a, "app.test", "/x").await.status, 200);
+    assert_eq!(b.state.connections.load(Ordering::SeqCst), 1);
+    // To HTTP/1.1 (the backend speaks only HTTP/2: 502) and back: a new
+    // HTTP/2 connection, the old one let go.
+    let http1 = same.replace("protocol = \"h2c\"\n", "");
+    s.reload(sluice::config::Config::parse(&http1).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(get(&c, a, "app.test", "/x").await.status, 502);
+    s.reload(sluice::config::Config::parse(&same).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(get(&c, a, "app.test", "/x").await.status, 200);
+    let h2_conns = b.state.seen_on("/x").len();
+    assert_eq!(h2_conns, 3, "three requests over HTTP/2");
+    // The HTTP/1 attempt was a connection too: 1 + 1 + the new one.
+    assert_eq!(b.state.connections.load(Ordering::SeqCst), 3);
 }

@@ -165,6 +165,12 @@ impl Conns {
         Duration::from_millis(self.shared.connect_timeout_ms.load(Ordering::Relaxed))
     }
 
+    /// New HTTP/2 connections from now on (streams in flight finish on
+    /// the old ones, which close after them).
+    pub fn renew_h2(&self) {
+        self.h2.clear();
+    }
+
     /// Connections open now, idle or busy (HTTP/2 ones, for a pool that
     /// speaks it: its places under the cap are streams).
     pub fn open(&self) -> usize {

@@ -74,6 +74,14 @@ impl H2Conns {
         })
     }
 
+    /// Lets every connection go: open streams keep theirs alive until they
+    /// end, then it closes.
+    pub fn clear(&self) {
+        if let Ok(mut l) = self.list.lock() {
+            l.clear();
+        }
+    }
+
     /// A stream to `addr`: on an open connection with room for one, else on
     /// a new connection (`fresh` forces one).
     pub async fn stream(
