@@ -9,7 +9,7 @@ use super::codec::BodyKind;
 use super::exchange::Upload;
 use crate::backend::conns::Conn;
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -79,22 +79,7 @@ impl ResponseBody {
     }
 
     fn trailers(&self) -> Option<HeaderMap> {
-        let mut fields = [httparse::EMPTY_HEADER; 64];
-        let Ok(httparse::Status::Complete((_, fields))) =
-            httparse::parse_headers(&self.trailer, &mut fields)
-        else {
-            return None;
-        };
-        let mut map = HeaderMap::new();
-        for f in fields {
-            if let (Ok(n), Ok(v)) = (
-                HeaderName::from_bytes(f.name.as_bytes()),
-                HeaderValue::from_bytes(f.value),
-            ) {
-                map.append(n, v);
-            }
-        }
-        (!map.is_empty()).then_some(map)
+        super::h2_heads::trailers(&self.trailer).ok().flatten()
     }
 }
 

@@ -1,5 +1,7 @@
 //! HTTP/1.1 heads to HTTP/2 ones and back, for an HTTP/2 pool
-//! (`h2_upstream`): pure functions over bytes and `http` types.
+//! (`h2_upstream`), and chunked trailer sections as HTTP/2 trailers (for
+//! HTTP/2 clients too, `bridge_body`): pure functions over bytes and
+//! `http` types.
 
 use super::chunked::Chunked;
 use super::h2_upstream::invalid;
