@@ -34,7 +34,7 @@ cargo build --release --quiet
 exec python3 - "$@" <<'PY'
 import os, re, socket, statistics, subprocess, sys, tempfile, time
 sys.path.insert(0, "benches")
-from common import free_port, spawn, wait_port
+from common import cpu_ticks, free_port, process_tree as tree, spawn, wait_port, wrk_ms as parse_ms
 
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 DURATION = int(os.environ.get("DURATION", "6"))
@@ -47,29 +47,6 @@ def start(cmd, cpu):
     pin = ["taskset", "-c", str(cpu)] if WORKERS == 1 else []
     return spawn(pin + cmd, stdout=subprocess.DEVNULL,
                  stderr=open(os.path.join(work, "stderr.log"), "ab"))
-
-def tree(pid):
-    """pid and its descendants (nginx and haproxy fork workers)."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop(); out.append(p)
-        try:
-            with open(f"/proc/{p}/task/{p}/children") as f:
-                todo += [int(c) for c in f.read().split()]
-        except OSError:
-            pass
-    return out
-
-def cpu_ticks(pid):
-    total = 0
-    for p in tree(pid):
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except OSError:
-            pass
-    return total
 
 def mem_kb(pid, key):
     total = 0
@@ -174,11 +151,6 @@ for p in ports.values():
 ports["direct"] = b1
 
 SCENARIOS = {"small": ("/", []), "16k": ("/16k", []), "close": ("/", ["-H", "Connection: close"])}
-
-def parse_ms(v):
-    m = re.match(r"([\d.]+)(us|ms|s)", v)
-    n, unit = float(m.group(1)), m.group(2)
-    return n / 1000 if unit == "us" else n if unit == "ms" else n * 1000
 
 def run(target, scenario):
     path, extra = SCENARIOS[scenario]

@@ -18,7 +18,7 @@ cargo build --release --quiet
 exec python3 - <<'PY'
 import os, re, signal, subprocess, sys, tempfile, threading, time
 sys.path.insert(0, "benches")
-from common import free_port, spawn, wait_port
+from common import free_port, spawn, wait_port, wrk_ms as ms
 DURATION = int(os.environ.get("DURATION", "12"))
 KILL_AT = float(os.environ.get("KILL_AT", "4"))
 work = tempfile.mkdtemp(prefix="sluice-dead-")
@@ -78,10 +78,6 @@ backends = [{", ".join(f'{{ addr = "127.0.0.1:{p}" }}' for p in ports)}]
     lat = dict(re.findall(r"^\s+(50|90|99)%\s+(\S+)", out, re.M))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     return errors, lat, rps
-
-def ms(v):
-    n, unit = re.match(r"([\d.]+)(us|ms|s)", v).groups()
-    return float(n) / 1000 if unit == "us" else float(n) if unit == "ms" else float(n) * 1000
 
 steady = run(False)
 killed = run(True)

@@ -21,17 +21,12 @@ cargo build --release --quiet
 exec python3 - "$@" <<'PY'
 import os, re, statistics, subprocess, sys, tempfile
 sys.path.insert(0, "benches")
-from common import free_port, spawn, wait_port
+from common import cpu_ticks as ticks, free_port, spawn, wait_port, wrk_ms as ms
 
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 DURATION = int(os.environ.get("DURATION", "5"))
 work = tempfile.mkdtemp(prefix="sluice-global-limit-")
 TICK = os.sysconf("SC_CLK_TCK")
-
-def ticks(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
 
 backend, redis, port, admin = free_port(), free_port(), free_port(), free_port()
 with open(os.path.join(work, "backend.conf"), "w") as f:
@@ -89,10 +84,6 @@ sp = spawn(["taskset", "-c", "0", "target/release/sluice", "--config", os.path.j
 wait_port(port)
 # Open the Redis connection before measuring.
 subprocess.run(["curl", "-s", "-o", "/dev/null", f"http://127.0.0.1:{port}/global"], check=False)
-
-def ms(v):
-    n, unit = re.match(r"([\d.]+)(us|ms|s)", v).groups()
-    return float(n) / 1000 if unit == "us" else float(n) if unit == "ms" else float(n) * 1000
 
 def run(route):
     s0, r0 = ticks(sp.pid), ticks(rp.pid)

@@ -22,7 +22,7 @@ cargo build --release --quiet
 exec python3 - "$@" <<'PY'
 import os, re, statistics, subprocess, sys, tempfile
 sys.path.insert(0, "benches")
-from common import free_port, spawn, wait_port
+from common import cpu_ticks as ticks, free_port, spawn, wait_port, wrk_ms as ms
 
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 DURATION = int(os.environ.get("DURATION", "6"))
@@ -32,20 +32,6 @@ TICK = os.sysconf("SC_CLK_TCK")
 def start(cmd, cpu):
     return spawn(["taskset", "-c", str(cpu)] + cmd, stdout=subprocess.DEVNULL,
                  stderr=open(os.path.join(work, "stderr.log"), "ab"))
-
-def ticks(pid):
-    out, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            out += int(fields[11]) + int(fields[12])
-            with open(f"/proc/{p}/task/{p}/children") as f:
-                todo += [int(c) for c in f.read().split()]
-        except OSError:
-            pass
-    return out
 
 h1, h2c = free_port(), free_port()
 with open(os.path.join(work, "backend.conf"), "w") as f:
@@ -115,10 +101,6 @@ for p in (s1, s2, a1, a2):
     wait_port(p)
 cases = {("sluice", "http1"): s1, ("sluice", "h2c"): s2,
          ("haproxy", "http1"): a1, ("haproxy", "h2c"): a2}
-
-def ms(v):
-    n, unit = re.match(r"([\d.]+)(us|ms|s)", v).groups()
-    return float(n) / 1000 if unit == "us" else float(n) if unit == "ms" else float(n) * 1000
 
 def run(proxy, port):
     before = ticks(pids[proxy])

@@ -23,9 +23,18 @@ pub enum Framing {
 /// The HTTP/2 request for an HTTP/1.1 request head, and how its body is
 /// framed.
 pub fn request(head: &[u8], https: bool, fallback: &str) -> io::Result<(Request<()>, Framing)> {
+    // A head's fields fit on the stack, as the engine's own parse does;
+    // a head with more lines than that gets room on the heap.
     let count = memchr::memmem::find_iter(head, b"\r\n").count();
-    let mut fields = vec![httparse::EMPTY_HEADER; count];
-    let mut parsed = httparse::Request::new(&mut fields);
+    let mut stack = [httparse::EMPTY_HEADER; 64];
+    let mut heap;
+    let fields = if count <= stack.len() {
+        &mut stack[..]
+    } else {
+        heap = vec![httparse::EMPTY_HEADER; count];
+        &mut heap[..]
+    };
+    let mut parsed = httparse::Request::new(fields);
     if !matches!(parsed.parse(head), Ok(httparse::Status::Complete(_))) {
         return Err(invalid("unparsable request head"));
     }
@@ -94,7 +103,7 @@ pub fn response_head(out: &mut Vec<u8>, resp: &Response<RecvStream>, head_reques
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
     for (name, value) in resp.headers() {
-        field(out, name.as_str().as_bytes(), value.as_bytes());
+        super::write::field(out, name.as_str().as_bytes(), value.as_bytes());
     }
     let bodiless =
         head_request || status.is_informational() || matches!(status.as_u16(), 204 | 304);
@@ -124,13 +133,6 @@ pub fn trailers(section: &[u8]) -> io::Result<Option<HeaderMap>> {
         }
     }
     Ok((!map.is_empty()).then_some(map))
-}
-
-pub fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]

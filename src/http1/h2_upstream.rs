@@ -22,7 +22,8 @@
 //! end (the client left, a deadline passed) resets the stream.
 
 use super::chunked::Piece;
-use super::h2_heads::{field, request, response_head, trailers, Framing};
+use super::h2_heads::{request, response_head, trailers, Framing};
+use super::write::field;
 use crate::backend::h2::StreamSlot;
 use bytes::Bytes;
 use h2::client::ResponseFuture;
@@ -55,7 +56,7 @@ enum Up {
     /// The request head so far.
     Head(Vec<u8>),
     /// The head, waiting for the connection to take a new stream.
-    Ready(Option<Request<()>>, Framing),
+    Ready(Request<()>, Framing),
     Body(SendStream<Bytes>, Framing),
     Done,
 }
@@ -87,14 +88,11 @@ impl H2Exchange {
 
     /// Opens the stream once the connection may take it.
     fn poll_start(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let Up::Ready(req, _) = &mut self.up else {
+        if !matches!(self.up, Up::Ready(..)) {
             return Poll::Ready(Ok(()));
-        };
+        }
         ready!(self.slot.send.poll_ready(cx)).map_err(broken)?;
-        let Some(req) = req.take() else {
-            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
-        };
-        let Up::Ready(_, framing) = std::mem::replace(&mut self.up, Up::Done) else {
+        let Up::Ready(req, framing) = std::mem::replace(&mut self.up, Up::Done) else {
             return Poll::Ready(Ok(()));
         };
         let empty = matches!(framing, Framing::None);
@@ -126,7 +124,7 @@ impl H2Exchange {
                     head.truncate(end);
                     let (req, framing) = request(head, self.https, &self.fallback_authority)?;
                     self.head_request = req.method() == Method::HEAD;
-                    self.up = Up::Ready(Some(req), framing);
+                    self.up = Up::Ready(req, framing);
                 }
                 Up::Ready(..) => match self.poll_start(cx) {
                     Poll::Ready(r) => r?,

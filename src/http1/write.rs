@@ -88,7 +88,7 @@ fn named_in_connection(buf: &[u8], fields: &[Field], name: &[u8]) -> bool {
         .any(|t| t.eq_ignore_ascii_case(name))
 }
 
-fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+pub(super) fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);

@@ -7,6 +7,7 @@ use super::*;
 mod listeners;
 mod pools;
 mod routes;
+mod upstream;
 
 use listeners::validate_listeners;
 use pools::validate_pools;
